@@ -1,0 +1,89 @@
+"""Telegram → points: the InfluxDB schema of design.md, shared by line protocol and CSV.
+
+Measurement `p1`: one point per telegram at meter time, fields named by meaning with the unit as
+suffix (`energy_import_kwh`); numbers are floats. `p1_mbus`: gas, water and heat devices at their
+own capture time, tagged by equipment identifier so a series survives a channel change.
+`p1_billing`: the monthly billing profile (Hungary) or monthly peaks (Belgium).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from agent.fields import FieldValue, scaled, unit_field
+from agent.obis import BILLING_PROFILE_CODES, billing_name
+from agent.telegram import Reading, Telegram
+
+
+@dataclass(slots=True)
+class Point:
+    measurement: str
+    tags: dict[str, str]
+    fields: dict[str, FieldValue]
+    time: datetime | None  # aware; None when the meter sends no clock
+
+
+def telegram_fields(telegram: Telegram) -> dict[str, FieldValue]:
+    """The `p1` fields of a telegram (without `repaired` and derived values)."""
+    return dict(telegram.fields)
+
+
+def mbus_points(telegram: Telegram, meter: str) -> list[Point]:
+    points = []
+    for device in telegram.mbus:
+        reading = device.reading
+        if reading is None or not isinstance(reading.value, float) or not reading.unit:
+            continue  # empty channel (`(700101010000W)(00000000)`)
+        name, factor = unit_field(device.kind, reading.unit)
+        tags = {
+            "meter": meter,
+            "kind": device.kind,
+            "device": device.equipment_id or f"channel-{device.channel}",
+        }
+        points.append(Point("p1_mbus", tags, {name: scaled(reading.value, factor)}, reading.time))
+    return points
+
+
+def billing_points(telegram: Telegram, meter: str) -> list[Point]:
+    profile = telegram.readings.get("0-0:98.1.0")
+    if profile is None or not isinstance(profile.value, list):
+        return []
+    tags = {"meter": meter}
+    if profile.time is not None:  # Hungarian billing profile
+        entries = _entry_fields(profile.value)
+        return [Point("p1_billing", tags, entries, profile.time)] if entries else []
+    points = []
+    for peak in profile.value:  # Belgian monthly peaks, one point per month
+        if isinstance(peak.value, float) and peak.start is not None:
+            name, factor = unit_field("demand_import_month_max", peak.unit)
+            fields: dict[str, FieldValue] = {name: scaled(peak.value, factor)}
+            if peak.time is not None:
+                fields["peak_time"] = peak.time.isoformat()
+            points.append(Point("p1_billing", tags, fields, peak.start))
+    return points
+
+
+def _entry_fields(values: list[Reading]) -> dict[str, FieldValue]:
+    fields: dict[str, FieldValue] = {}
+    for code, entry in zip(BILLING_PROFILE_CODES, values, strict=False):
+        if isinstance(entry.value, float):
+            name, factor = unit_field(billing_name(code), entry.unit)
+            fields[name] = scaled(entry.value, factor)
+    return fields
+
+
+def telegram_points(
+    telegram: Telegram,
+    *,
+    meter: str,
+    fields: dict[str, FieldValue],
+    repaired: bool = False,
+    time: datetime | None = None,
+) -> list[Point]:
+    """All points for one accepted telegram; `fields` from `telegram_fields` plus derived values.
+    `time` stands in when the meter sends no clock."""
+    main = Point(
+        "p1", {"meter": meter}, {**fields, "repaired": repaired}, telegram.meter_time or time
+    )
+    return [main, *mbus_points(telegram, meter), *billing_points(telegram, meter)]

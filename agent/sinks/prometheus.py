@@ -1,0 +1,244 @@
+"""Prometheus exposition: link health and the latest readings, in base units.
+
+State is kept in plain dicts per meter and turned into metric families at scrape time, so energy
+registers can be exposed as counters (`_joules_total`) with the meter's own values.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from agent.fields import FieldValue
+from agent.pipeline import Result
+
+KWH_TO_JOULES = 3_600_000.0
+
+# p1 field → (metric name, help, label name, label value, factor to base unit)
+_GAUGES: dict[str, tuple[str, str, dict[str, str], float]] = {
+    "power_import_kw": ("p1_power_import_watts", "Active power imported", {}, 1000.0),
+    "power_export_kw": ("p1_power_export_watts", "Active power exported", {}, 1000.0),
+    "frequency_hz": ("p1_frequency_hertz", "Mains frequency", {}, 1.0),
+    "power_factor": ("p1_power_factor", "Total power factor", {}, 1.0),
+    "power_import_avg_kw": (
+        "p1_power_import_average_watts",
+        "Import power averaged over the interval from the energy register",
+        {},
+        1000.0,
+    ),
+    "current_estimated_total_a": (
+        "p1_current_estimated_amperes",
+        "Total current estimated from power and voltage",
+        {},
+        1.0,
+    ),
+}
+for _p in ("l1", "l2", "l3"):
+    _GAUGES[f"voltage_{_p}_v"] = ("p1_voltage_volts", "Phase voltage", {"phase": _p}, 1.0)
+    _GAUGES[f"current_{_p}_a"] = (
+        "p1_current_amperes",
+        "Phase current (truncated by the meter)",
+        {"phase": _p},
+        1.0,
+    )
+    _GAUGES[f"power_import_{_p}_kw"] = (
+        "p1_phase_power_import_watts",
+        "Active power imported per phase",
+        {"phase": _p},
+        1000.0,
+    )
+    _GAUGES[f"power_export_{_p}_kw"] = (
+        "p1_phase_power_export_watts",
+        "Active power exported per phase",
+        {"phase": _p},
+        1000.0,
+    )
+    _GAUGES[f"power_factor_{_p}"] = (
+        "p1_phase_power_factor",
+        "Power factor per phase",
+        {"phase": _p},
+        1.0,
+    )
+
+_COUNTERS: dict[str, tuple[str, str, dict[str, str], float]] = {
+    "energy_import_kwh": (
+        "p1_energy_import_joules",
+        "Imported active energy register",
+        {"tariff": "total"},
+        KWH_TO_JOULES,
+    ),
+    "energy_export_kwh": (
+        "p1_energy_export_joules",
+        "Exported active energy register",
+        {"tariff": "total"},
+        KWH_TO_JOULES,
+    ),
+}
+for _t in range(1, 5):
+    _COUNTERS[f"energy_import_t{_t}_kwh"] = (
+        "p1_energy_import_joules",
+        "Imported active energy register",
+        {"tariff": str(_t)},
+        KWH_TO_JOULES,
+    )
+    _COUNTERS[f"energy_export_t{_t}_kwh"] = (
+        "p1_energy_export_joules",
+        "Exported active energy register",
+        {"tariff": str(_t)},
+        KWH_TO_JOULES,
+    )
+
+
+@dataclass
+class MeterState:
+    telegrams: Counter[str] = field(default_factory=Counter)
+    rejections: Counter[str] = field(default_factory=Counter)
+    corrected: Counter[str] = field(default_factory=Counter)
+    crc_failures: int = 0
+    last_telegram: float | None = None
+    fields: dict[str, FieldValue] = field(default_factory=dict)
+    connected: bool = False
+    reconnects: int = 0
+    spool_points: int = 0
+    spool_oldest_age: float = 0.0
+    gas_m3: float | None = None
+
+
+class Metrics(Collector):
+    """Thread-safe holder of everything /metrics shows."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.meters: dict[str, MeterState] = {}
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
+
+    def meter(self, name: str) -> MeterState:
+        with self._lock:
+            state = self.meters.get(name)
+            if state is None:
+                state = self.meters[name] = MeterState()
+            return state
+
+    def observe(self, meter: str, result: Result, now: float) -> None:
+        state = self.meter(meter)
+        with self._lock:
+            state.telegrams[result.status] += 1
+            if result.reason == "crc" or (result.repair is not None):
+                state.crc_failures += 1
+            if result.reason:
+                state.rejections[result.reason] += 1
+            if result.repair is not None:
+                state.corrected[str(result.repair.get("method", "unknown"))] += 1
+            if result.accepted:
+                state.last_telegram = now
+                state.fields = result.fields
+                if result.telegram is not None:
+                    for device in result.telegram.mbus:
+                        reading = device.reading
+                        if (
+                            device.kind == "gas"
+                            and reading is not None
+                            and isinstance(reading.value, float)
+                        ):
+                            state.gas_m3 = reading.value
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            meters = dict(self.meters)
+            yield from self._link(meters)
+            yield from self._readings(meters)
+
+    def _link(self, meters: dict[str, MeterState]) -> Iterator[Metric]:
+        telegrams = CounterMetricFamily(
+            "p1_telegrams", "Frames by result", labels=["meter", "result"]
+        )
+        crc = CounterMetricFamily(
+            "p1_crc_failures", "Frames whose checksum failed on arrival", labels=["meter"]
+        )
+        corrected = CounterMetricFamily(
+            "p1_corrected_frames", "Frames repaired, by method", labels=["meter", "method"]
+        )
+        rejected = CounterMetricFamily(
+            "p1_rejected_frames", "Frames rejected, by reason", labels=["meter", "reason"]
+        )
+        last = GaugeMetricFamily(
+            "p1_last_telegram_timestamp_seconds",
+            "Host time of the last accepted telegram",
+            labels=["meter"],
+        )
+        up = GaugeMetricFamily(
+            "p1_source_connected", "1 while the source is connected", labels=["meter"]
+        )
+        reconnects = CounterMetricFamily(
+            "p1_source_reconnects", "Source reconnections", labels=["meter"]
+        )
+        spool = GaugeMetricFamily(
+            "p1_spool_points", "Points in the local store or spool", labels=["meter"]
+        )
+        for name, s in meters.items():
+            for result in ("valid", "repaired", "rejected"):
+                telegrams.add_metric([name, result], s.telegrams[result])
+            crc.add_metric([name], s.crc_failures)
+            for method, n in s.corrected.items():
+                corrected.add_metric([name, method], n)
+            for reason, n in s.rejections.items():
+                rejected.add_metric([name, reason], n)
+            if s.last_telegram is not None:
+                last.add_metric([name], s.last_telegram)
+            up.add_metric([name], 1.0 if s.connected else 0.0)
+            reconnects.add_metric([name], s.reconnects)
+            spool.add_metric([name], s.spool_points)
+        yield from (telegrams, crc, corrected, rejected, last, up, reconnects, spool)
+
+    def _readings(self, meters: dict[str, MeterState]) -> Iterator[Metric]:
+        families: dict[str, Metric] = {}
+        for table, family_type in ((_GAUGES, GaugeMetricFamily), (_COUNTERS, CounterMetricFamily)):
+            for field_name, (metric, doc, labels, factor) in table.items():
+                for meter, s in meters.items():
+                    value = s.fields.get(field_name)
+                    if not isinstance(value, float):
+                        continue
+                    family = families.get(metric)
+                    if family is None:
+                        family = families[metric] = family_type(
+                            metric, doc, labels=["meter", *labels]
+                        )
+                    family.add_metric([meter, *labels.values()], value * factor)  # type: ignore[attr-defined]
+        gas = CounterMetricFamily("p1_gas_cubic_meters", "Gas meter register", labels=["meter"])
+        for meter, s in meters.items():
+            if s.gas_m3 is not None:
+                gas.add_metric([meter], s.gas_m3)
+        yield from families.values()
+        yield gas
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        """Scrapes are not worth a log line each."""
+
+
+def serve(metrics: Metrics, host: str, port: int, healthy: object) -> WSGIServer:
+    """Serve /metrics and /healthz in a daemon thread; returns the server (for shutdown)."""
+    prom_app = make_wsgi_app(metrics.registry)
+
+    def app(environ: dict[str, object], start_response: object) -> list[bytes] | object:
+        if environ.get("PATH_INFO") == "/healthz":
+            ok = bool(callable(healthy) and healthy())
+            start_response(
+                "200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")]
+            )  # type: ignore[operator]
+            return [b"ok\n" if ok else b"unhealthy\n"]
+        result: list[bytes] = prom_app(environ, start_response)
+        return result
+
+    server = make_server(host, port, app, handler_class=_QuietHandler)  # type: ignore[arg-type]
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server

@@ -1,0 +1,308 @@
+"""Frame → Telegram: table-driven OBIS decoding with units and meter time, sans-I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from agent.fields import FieldValue, field_for, scaled
+from agent.obis import BILLING_PROFILE_CODES, MBUS_KINDS, Kind, lookup
+
+Value = float | str | list["Reading"] | None
+_Line = tuple[str, "Reading", str | None, FieldValue]
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One value from a telegram line. `raw` keeps the text when it could not be parsed."""
+
+    value: Value
+    unit: str | None = None
+    time: datetime | None = None  # capture time (M-Bus, peak demand, billing date, event end)
+    start: datetime | None = None  # period start (Belgian monthly peaks)
+    raw: str | None = None
+
+
+@dataclass(slots=True)
+class MbusDevice:
+    channel: int
+    device_type: int | None = None
+    equipment_id: str | None = None
+    reading: Reading | None = None
+
+    @property
+    def kind(self) -> str:
+        if self.device_type is None:
+            return "unknown"
+        return MBUS_KINDS.get(self.device_type, f"type_{self.device_type}")
+
+
+@dataclass(slots=True)
+class Telegram:
+    header: str  # the identification line without `/`
+    readings: dict[str, Reading]  # keyed by OBIS reference as written
+    meter_time: datetime | None = None
+    equipment_id: str | None = None
+    mbus: list[MbusDevice] = field(default_factory=list)
+    unknown_lines: list[str] = field(default_factory=list)  # lines that are not OBIS objects
+    fields: dict[str, FieldValue] = field(default_factory=dict)  # `p1` fields, named with units
+
+    @property
+    def meter(self) -> str:
+        """The meter's name for tags: its equipment identifier, else its identification line."""
+        return self.equipment_id or self.header
+
+
+class MeterZone:
+    """How a meter's local clock maps to UTC.
+
+    The zone's own rules give the offset (CET rules by default; Irish meters run on Irish time,
+    whatever their flag says); the S (summer) / W (winter) flag decides only the repeated autumn
+    hour, which the rules alone cannot. Timestamps without a flag (DSMR 2.2/3 gas) take the first
+    occurrence.
+    """
+
+    def __init__(self, name: str = "Europe/Amsterdam") -> None:
+        try:
+            self.zone = ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown meter time zone {name!r}") from exc
+        self.name = name
+        self._fixed: dict[timedelta, timezone] = {}
+
+    def parse_optional(self, text: str) -> datetime | None:
+        """Timestamps that meters fill with placeholders (`632525252525W`) decode to None."""
+        try:
+            return self.parse(text)
+        except ValueError:
+            return None
+
+    def parse(self, text: str) -> datetime:
+        """`YYMMDDhhmmss` and an optional `S`/`W` flag → aware datetime; ValueError if invalid."""
+        if len(text) == 13:
+            flag = text[12]
+            if flag not in ("S", "W"):
+                raise ValueError(text)
+            fold = 1 if flag == "W" else 0
+        elif len(text) == 12:
+            fold = 0
+        else:
+            raise ValueError(text)
+        if not text[:12].isdigit():
+            raise ValueError(text)
+        local = datetime(
+            2000 + int(text[0:2]),
+            int(text[2:4]),
+            int(text[4:6]),
+            int(text[6:8]),
+            int(text[8:10]),
+            int(text[10:12]),
+            tzinfo=self.zone,
+            fold=fold,
+        )
+        offset = local.utcoffset() or timedelta(0)
+        fixed = self._fixed.get(offset)
+        if fixed is None:
+            fixed = self._fixed[offset] = timezone(offset)
+        return local.replace(tzinfo=fixed, fold=0)
+
+
+def _number(text: str) -> Reading:
+    value, star, unit = text.partition("*")
+    try:
+        return Reading(float(value), unit if star else None)
+    except ValueError:
+        return Reading(None, unit if star else None, raw=text)
+
+
+def _hex_text(text: str) -> str:
+    """Hex-encoded ASCII identifiers decoded when they are printable; otherwise kept as written."""
+    if text and len(text) % 2 == 0:
+        try:
+            decoded = bytes.fromhex(text).decode("ascii")
+        except ValueError:
+            return text
+        if decoded.isprintable():
+            return decoded
+    return text
+
+
+class Decoder:
+    """Decodes frame bodies into Telegrams. Keeps a bounded cache of decoded lines, since most
+    lines repeat unchanged from one telegram to the next (identifiers, units, billing profile)."""
+
+    CACHE_LIMIT = 4096
+
+    def __init__(self, zone: MeterZone | None = None) -> None:
+        self.zone = zone or MeterZone()
+        # line → (OBIS reference, reading, p1 field name or None, field value)
+        self._cache: dict[bytes, _Line] = {}
+        self._codes: dict[bytes, tuple[str, Kind | None]] = {}
+        self._targets: dict[tuple[str, str | None], tuple[str, int] | None] = {}
+
+    def decode(self, body: bytes) -> Telegram:
+        """Decode a frame body (`/` … `!`, CRLF line ends). Never raises on odd content."""
+        lines = body.split(b"\r\n")
+        header = lines[0][1:].decode("latin-1") if lines[0][:1] == b"/" else ""
+        readings: dict[str, Reading] = {}
+        fields: dict[str, FieldValue] = {}
+        telegram = Telegram(header=header, readings=readings, fields=fields)
+        cache = self._cache
+        if len(cache) > self.CACHE_LIMIT:
+            cache.clear()
+        pending_gas: _Line | None = None
+        for line in lines[1:]:
+            if not line or line == b"!":
+                continue
+            if line[:1] == b"(" and pending_gas is not None:
+                # DSMR 2.2/3: the gas value sits on the line after 0-n:24.3.0.
+                obis, head = pending_gas[0], pending_gas[1]
+                reading = _number(line[1:-1].decode("latin-1"))
+                readings[obis] = Reading(reading.value, head.unit, head.time, raw=reading.raw)
+                pending_gas = None
+                continue
+            hit = cache.get(line)
+            if hit is None:
+                hit = self._decode_line(line)
+                if hit is None:
+                    telegram.unknown_lines.append(line.decode("latin-1"))
+                    continue
+                cache[line] = hit
+            obis, reading, name, value = hit
+            readings[obis] = reading
+            if name is not None:
+                fields[name] = value
+            elif obis[4:] == "24.3.0":
+                pending_gas = hit
+        self._finish(telegram)
+        return telegram
+
+    def _decode_line(self, line: bytes) -> _Line | None:
+        obis_b, sep, rest = line.partition(b"(")
+        if not sep or not rest.endswith(b")") or not obis_b:
+            return None
+        code = self._codes.get(obis_b)
+        if code is None:
+            obis = obis_b.decode("latin-1")
+            spec = lookup(obis)
+            code = (obis, spec.kind if spec is not None else None)
+            if len(self._codes) < self.CACHE_LIMIT:
+                self._codes[obis_b] = code
+        obis, kind = code
+        body = rest[:-1].decode("latin-1")
+        if kind is Kind.NUMBER and ")(" not in body:
+            reading = _number(body)  # the common case, without the dispatch below
+        else:
+            try:
+                reading = self._parse(kind, body.split(")("))
+            except (ValueError, IndexError):
+                return obis, Reading(None, raw=body), None, ""
+        value = reading.value
+        if value is None or value == "" or isinstance(value, list):
+            return obis, reading, None, ""
+        key = (obis, reading.unit)
+        if key in self._targets:
+            target = self._targets[key]
+        else:
+            target = field_for(obis, reading.unit)
+            if len(self._targets) < self.CACHE_LIMIT:
+                self._targets[key] = target
+        if target is None:
+            return obis, reading, None, ""
+        name, factor = target
+        return obis, reading, name, scaled(value, factor) if isinstance(value, float) else value
+
+    def _parse(self, kind: Kind | None, groups: list[str]) -> Reading:
+        parse_time = self.zone.parse
+        first = groups[0]
+        if kind is Kind.NUMBER:
+            return _number(first)
+        if kind is Kind.TIMESTAMP:
+            return Reading(None, time=parse_time(first)) if first else Reading(None)
+        if kind is Kind.TEXT:
+            return Reading(first)
+        if kind is Kind.HEXTEXT:
+            return Reading(first)
+        if kind is Kind.MESSAGE:
+            # Padding (0xFF on the Hungarian meter, NUL elsewhere) is not message content.
+            return Reading(first.rstrip("\xff\x00"))
+        if kind is Kind.TIMED_NUMBER:
+            reading = _number(groups[1])
+            return Reading(
+                reading.value, reading.unit, self.zone.parse_optional(first), raw=reading.raw
+            )
+        if kind is Kind.LEGACY_GAS:
+            # (ts)(00)(60)(1)(0-n:24.2.1)(unit); the value follows on the next line.
+            return Reading(None, groups[5] or None, parse_time(first))
+        if kind is Kind.EVENT_LOG:
+            count = int(first or "0")
+            events = [
+                Reading(_number(groups[i + 1]).value, "s", parse_time(groups[i]))
+                for i in range(2, 2 + 2 * count, 2)
+            ]
+            return Reading(events)
+        if kind is Kind.PROFILE:
+            return self._profile(groups)
+        # Unknown code: one numeric-looking value becomes a number, anything else is kept as text.
+        if len(groups) == 1:
+            reading = _number(first)
+            return reading if reading.raw is None else Reading(first)
+        return Reading([Reading(g) for g in groups])
+
+    def _profile(self, groups: list[str]) -> Reading:
+        parse_time = self.zone.parse
+        if len(groups) >= 3 and groups[1] == "1-0:1.6.0":
+            # Belgian monthly peaks: (n)(1-0:1.6.0)(1-0:1.6.0), then n × (start)(peak time)(kW).
+            count = int(groups[0])
+            peaks = []
+            for i in range(3, 3 + 3 * count, 3):
+                reading = _number(groups[i + 2])
+                peaks.append(
+                    Reading(
+                        reading.value,
+                        reading.unit,
+                        self.zone.parse_optional(groups[i + 1]),
+                        self.zone.parse_optional(groups[i]),
+                    )
+                )
+            return Reading(peaks)
+        # Hungarian billing profile: (billing time) then the registers of BILLING_PROFILE_CODES.
+        values = [_number(g) for g in groups[1:]]
+        if len(values) != len(BILLING_PROFILE_CODES):
+            raise ValueError("unexpected billing profile layout")
+        return Reading(values, time=parse_time(groups[0]))
+
+    def _finish(self, telegram: Telegram) -> None:
+        readings = telegram.readings
+        stamp = readings.get("0-0:1.0.0")
+        telegram.meter_time = stamp.time if stamp is not None else None
+        for code in ("0-0:96.1.1", "0-0:96.1.0", "0-0:96.1.255", "1-0:0.0.0"):
+            ident = readings.get(code) or readings.get(code + "*255")
+            if ident is not None and isinstance(ident.value, str) and ident.value.strip("0"):
+                telegram.equipment_id = _hex_text(ident.value)
+                break
+        devices: dict[int, MbusDevice] = {}
+        for obis, reading in readings.items():
+            if obis[:2] != "0-" or obis[2:3] not in ("1", "2", "3", "4") or obis[3:4] != ":":
+                continue
+            channel = int(obis[2])
+            device = devices.get(channel)
+            if device is None:
+                device = devices[channel] = MbusDevice(channel)
+            code = obis[4:].partition("*")[0]
+            if code == "24.1.0" and isinstance(reading.value, float):
+                device.device_type = int(reading.value)
+            elif code in ("96.1.0", "96.1.1") and isinstance(reading.value, str):
+                device.equipment_id = _hex_text(reading.value) or None
+            elif code in ("24.2.1", "24.2.3", "24.3.0"):
+                device.reading = reading
+        # DSMR 2.2/3 gas meters do not announce a device type in every telegram variant.
+        for device in devices.values():
+            if (
+                device.device_type is None
+                and device.reading is not None
+                and device.reading.unit == "m3"
+            ):
+                device.device_type = 3
+        telegram.mbus = [devices[c] for c in sorted(devices)]
