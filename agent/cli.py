@@ -7,6 +7,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from agent.noise import MODES as NOISE_MODES
+
 EPILOG = "Every `run` option is also read from a P1_* environment variable (see README)."
 
 
@@ -91,7 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     simulate = sub.add_parser(
         "simulate",
         help="a simulated meter writing telegrams to stdout or a file",
-        description="Generate telegrams of a simulated meter (E.ON Hungary or DSMR 5).",
+        description="Generate telegrams of a simulated meter (E.ON Hungary or DSMR 5), "
+        "optionally through a noisy line (--noise, --noise-rate; a count of the corrupted "
+        "telegrams then goes to stderr).",
     )
     simulate.add_argument(
         "--flavour", choices=("hu", "dsmr5"), default="dsmr5", help="meter flavour (default: dsmr5)"
@@ -120,6 +124,18 @@ def _parser() -> argparse.ArgumentParser:
         help="meter time of the first telegram (default: 2024-06-01T00:00:00Z)",
     )
     simulate.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
+    simulate.add_argument(
+        "--noise",
+        metavar="MODE=RATE[,MODE=RATE...]",
+        help="corrupt telegrams: each meets MODE with probability RATE (their sum at most 1); "
+        f"modes: {', '.join(NOISE_MODES)}",
+    )
+    simulate.add_argument(
+        "--noise-rate",
+        metavar="RATE",
+        help="corrupt this share of the telegrams, spread equally over every mode the flavour "
+        "has (ff_run is hu only); --noise then overrides single modes",
+    )
     simulate.add_argument(
         "--output", "-o", default="-", metavar="FILE", help="output file, - for stdout (default)"
     )

@@ -6,10 +6,13 @@ import argparse
 import sys
 import time
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.pipeline import MeterPipeline
 from agent.telegram import MeterZone
+
+if TYPE_CHECKING:
+    from agent.noise import NoisyChannel
 
 
 def replay_command(args: argparse.Namespace) -> int:
@@ -56,6 +59,8 @@ def simulate_command(args: argparse.Namespace) -> int:
     if args.count < 0:
         raise ValueError("count must not be negative")
     meter = SimulatedMeter(args.flavour, start=start, interval=args.interval, seed=args.seed)
+    first = meter.next_telegram()
+    channel = _noisy_channel(args, first)
     out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
     try:
         n = 0
@@ -64,7 +69,8 @@ def simulate_command(args: argparse.Namespace) -> int:
             if args.realtime:
                 time.sleep(max(0.0, next_at - time.monotonic()))
                 next_at += meter.interval
-            out.write(meter.next_telegram())
+            telegram = first if n == 0 else meter.next_telegram()
+            out.write(telegram if channel is None else channel.transmit(telegram))
             if args.realtime:
                 out.flush()
             n += 1
@@ -73,7 +79,37 @@ def simulate_command(args: argparse.Namespace) -> int:
             out.close()
         else:
             out.flush()
+        if channel is not None:
+            sys.stderr.write(f"simulate: {channel.summary()}\n")
     return 0
+
+
+def _noisy_channel(args: argparse.Namespace, telegram: bytes) -> NoisyChannel | None:
+    """The line's noise from --noise-rate and --noise (which overrides single modes), or None."""
+    from agent.noise import (
+        NoisyChannel,
+        applicable_modes,
+        check_rates,
+        parse_rate,
+        parse_rates,
+        spread_rate,
+    )
+
+    if args.noise is None and args.noise_rate is None:
+        return None
+    modes = applicable_modes(telegram)
+    rates: dict[str, float] = {}
+    if args.noise_rate is not None:
+        rates.update(spread_rate(parse_rate(args.noise_rate, "noise rate"), modes))
+    if args.noise is not None:
+        explicit = parse_rates(args.noise)
+        for mode, rate in explicit.items():
+            if rate and mode not in modes:
+                raise ValueError(f"noise mode {mode} does not apply to {args.flavour} telegrams")
+        rates.update(explicit)
+    check_rates(rates)
+    # Its own random stream: the meter's values are the same with and without noise.
+    return NoisyChannel(rates, f"noise-{args.seed}")
 
 
 def run_command(args: argparse.Namespace) -> int:

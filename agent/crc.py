@@ -27,8 +27,8 @@ def _reflected_table(poly: int) -> tuple[int, ...]:
 
 
 # Both variants are reflected CRCs; X25 uses poly 0x1021 (reflected 0x8408), init and xorout 0xFFFF.
-_ARC_TABLE = _reflected_table(0xA001)
-_X25_TABLE = _reflected_table(0x8408)
+ARC_TABLE = _reflected_table(0xA001)
+X25_TABLE = _reflected_table(0x8408)
 
 
 def _pure(table: tuple[int, ...], init: int, xorout: int) -> Callable[[bytes], int]:
@@ -41,8 +41,8 @@ def _pure(table: tuple[int, ...], init: int, xorout: int) -> Callable[[bytes], i
     return crc16
 
 
-crc16_arc_pure = _pure(_ARC_TABLE, 0x0000, 0x0000)
-crc16_x25_pure = _pure(_X25_TABLE, 0xFFFF, 0xFFFF)
+crc16_arc_pure = _pure(ARC_TABLE, 0x0000, 0x0000)
+crc16_x25_pure = _pure(X25_TABLE, 0xFFFF, 0xFFFF)
 
 try:
     from fastcrc import crc16 as _fast

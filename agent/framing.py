@@ -147,6 +147,10 @@ class Framer:
         end = _END.search(buf, max(self._scan, 1))
         limit = end.start() if end else len(buf)
         restart = buf.find(b"/", max(self._scan, 1), limit)
+        if restart > self.max_frame:
+            # Grown past max_frame before it ended: dropped, whatever chunks the bytes came in.
+            self._drop_oversized(restart)
+            return True
         if restart >= 0:
             # A new `/` before the end: the open frame was cut short.
             frames.append(
@@ -157,19 +161,29 @@ class Framer:
             return True
         if end is None:
             if len(buf) > self.max_frame:
-                self.frames_oversized += 1
-                self.bytes_skipped += len(buf)
-                self._pending_skip += len(buf)
-                self._consume(len(buf))
-                self._in_frame = False
-                self._gap_open = False
+                self._drop_oversized(len(buf))
                 return False
             self._scan = max(1, len(buf) - 5)  # an end marker is at most 6 bytes long
             return False
+        if self._too_long(end):
+            self._drop_oversized(end.end())
+            return True
         frames.append(self._make(bytes(buf[: end.start() + 1]), end.group(1), self._pending_skip))
         self._pending_skip = 0
         self._finish_frame(end.end())
         return True
+
+    def _too_long(self, end: re.Match[bytes]) -> bool:
+        # The frame as sent (body and checksum, without its line end) exceeds max_frame.
+        return end.end() - 1 > self.max_frame
+
+    def _drop_oversized(self, n: int) -> None:
+        self.frames_oversized += 1
+        self.bytes_skipped += n
+        self._pending_skip += n
+        self._consume(n)
+        self._in_frame = False
+        self._gap_open = False
 
     def _finish_frame(self, end: int) -> None:
         if self._buf[end - 1 : end] == b"\r":
@@ -188,7 +202,7 @@ class Framer:
         limit = start if start >= 0 else len(buf)
         if self._gap_open:
             end = _END.search(buf, 0, limit)
-            if end is not None:
+            if end is not None and not self._too_long(end):
                 body = bytes(buf[: end.start() + 1])
                 frames.append(self._make(body, end.group(1), 0, headless=True))
                 self._finish_frame(end.end())

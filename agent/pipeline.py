@@ -1,4 +1,4 @@
-"""Bytes → results for one meter: framer, checksum, decoder and derived values. Sans-I/O.
+"""Bytes → results for one source: framer, checksum, repair, decoder and derived values. Sans-I/O.
 
 The live agent, `replay` and the tests all push bytes through this one class.
 """
@@ -13,6 +13,7 @@ from agent.derive import Deriver
 from agent.fields import FieldValue
 from agent.framing import DEFAULT_MAX_FRAME, Frame, Framer
 from agent.points import telegram_fields
+from agent.repair import MeterProfile, Outcome, Repairer
 from agent.telegram import Decoder, MeterZone, Telegram
 
 VALID = "valid"
@@ -25,21 +26,33 @@ class Result:
     """The outcome for one frame, in stream order."""
 
     status: str  # valid | repaired | rejected
-    frame: Frame
+    frame: Frame  # for a repaired frame: the repaired bytes
     telegram: Telegram | None = None
     reason: str | None = None  # why a frame was rejected
     crc: CrcKind | None = None
     fields: dict[str, FieldValue] = field(default_factory=dict)  # p1 fields incl. derived values
     derived: dict[str, float] = field(default_factory=dict)
     repair: dict[str, object] | None = None  # method and byte changes of a repaired frame
+    failure: str | None = None  # what was wrong on arrival: crc, truncated, no_start, …
+    received: Frame | None = None  # the frame as it arrived, when it was repaired
 
     @property
     def accepted(self) -> bool:
         return self.status != REJECTED
 
 
+@dataclass(slots=True)
+class _Meter:
+    """What one meter taught us, keyed by its identification line (known before decoding)."""
+
+    checker: CrcChecker
+    profile: MeterProfile
+
+
 class MeterPipeline:
-    """Everything between the source's bytes and the sinks, for one meter."""
+    """Everything between the source's bytes and the sinks, for one source."""
+
+    MAX_METERS = 64  # bound on per-meter state when a stream mixes meters
 
     def __init__(
         self,
@@ -47,49 +60,184 @@ class MeterPipeline:
         zone: MeterZone | None = None,
         max_frame: int = DEFAULT_MAX_FRAME,
         crc: CrcKind | None = None,
+        repair: bool = True,
     ) -> None:
         self.framer = Framer(max_frame)
-        self.checker = CrcChecker(crc)
         self.decoder = Decoder(zone)
-        self.deriver = Deriver()
+        self.repairer = Repairer(self.decoder) if repair else None
+        self._crc = crc
+        self._meters: dict[bytes, _Meter] = {}
+        self._last: _Meter | None = None  # for frames whose identification line is damaged
+        self._derivers: dict[str, Deriver] = {}
+        self._held: Frame | None = None  # a frame cut short, perhaps by a byte turned into `/`
         self.counts: Counter[str] = Counter()
         self.rejections: Counter[str] = Counter()
         self.crc_failures = 0
 
     def feed(self, data: bytes) -> list[Result]:
-        return [self._process(frame) for frame in self.framer.feed(data)]
+        results: list[Result] = []
+        for frame in self.framer.feed(data):
+            self._handle(frame, results)
+        return results
 
     def close(self) -> list[Result]:
-        return [self._process(frame) for frame in self.framer.close()]
+        results: list[Result] = []
+        for frame in self.framer.close():
+            self._handle(frame, results)
+        if self._held is not None:
+            results.append(self._reject(self._held, "truncated", "truncated"))
+            self._held = None
+        return results
 
-    def _reject(self, frame: Frame, reason: str) -> Result:
+    # -- per-meter state -------------------------------------------------------------------
+
+    def _meter(self, frame: Frame) -> _Meter:
+        header = frame.body[: frame.body.find(b"\r\n")]
+        meter = self._meters.get(header)
+        if meter is not None:
+            return meter
+        if self._last is not None and not self._new_meter(frame):
+            return self._last  # an identification line we do not know: the last meter's, damaged
+        meter = _Meter(CrcChecker(self._crc), MeterProfile())
+        if len(self._meters) < self.MAX_METERS:
+            self._meters[header] = meter
+        return meter
+
+    def _new_meter(self, frame: Frame) -> bool:
+        """A whole frame that checks out on its own (or carries no checksum at all, as DSMR 2.2
+        and EasyMeter frames do) comes from a meter not seen before."""
+        if frame.truncated or frame.headless:
+            return False
+        expected = frame.expected_crc
+        return expected is None or CrcChecker(self._crc).check(frame.body, expected) is not None
+
+    def _deriver(self, meter: str) -> Deriver:
+        deriver = self._derivers.get(meter)
+        if deriver is None:
+            deriver = Deriver()
+            if len(self._derivers) < self.MAX_METERS:
+                self._derivers[meter] = deriver
+        return deriver
+
+    # -- frames ----------------------------------------------------------------------------
+
+    def _handle(self, frame: Frame, results: list[Result]) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            joined = self._join(held, frame)
+            if joined is not None:
+                results.append(joined)
+                return
+            results.append(self._reject(held, "truncated", "truncated"))
+        if self._holdable(frame):
+            self._held = frame  # decided when the next frame arrives
+            return
+        results.append(self._process(frame))
+
+    def _holdable(self, frame: Frame) -> bool:
+        """A frame too short for its meter that does not check out ended early: cut by a byte
+        that turned into `/`, or into `!` before a line end. The next frame may be its rest."""
+        meter = self._last
+        if self.repairer is None or meter is None or frame.headless or not meter.profile.ready:
+            return False
+        template = meter.profile.template()
+        if template is None or len(frame.body) >= len(template.reference):
+            return False
+        expected = frame.expected_crc
+        return (
+            expected is None or frame.truncated or meter.checker.check(frame.body, expected) is None
+        )
+
+    def _join(self, held: Frame, frame: Frame) -> Result | None:
+        """Try the held frame and this one as one telegram split by a byte that became `/`."""
+        meter = self._last
+        if self.repairer is None or meter is None:
+            return None
+        expected = frame.expected_crc
+        if expected is not None and meter.checker.check(frame.body, expected) is not None:
+            return None  # the new frame is fine on its own: the held one was really cut short
+        # A frame that ended on a false `!` lost its line end to the framer: put it back.
+        prefix = held.body if held.truncated else held.text + b"\r\n"
+        outcome = self.repairer.repair(frame, meter.profile, prefix=prefix)
+        if not outcome.repaired:
+            return None
+        return self._repaired(held, meter, outcome, "split")
+
+    def _reject(self, frame: Frame, reason: str, failure: str | None = None) -> Result:
         self.counts[REJECTED] += 1
         self.rejections[reason] += 1
-        return Result(REJECTED, frame, reason=reason)
+        return Result(REJECTED, frame, reason=reason, failure=failure or reason)
+
+    def _fail(self, frame: Frame, meter: _Meter, failure: str) -> Result:
+        """A frame that did not check out: repaired exactly, or rejected with the reason."""
+        if failure == "crc":
+            self.crc_failures += 1
+        if self.repairer is None:
+            return self._reject(frame, failure)
+        outcome = self.repairer.repair(frame, meter.profile)
+        if not outcome.repaired:
+            reason = outcome.reason or "unrepairable"
+            # Without a profile nothing was tried: the arrival failure is the reason.
+            return self._reject(frame, failure if reason == "no_profile" else reason, failure)
+        return self._repaired(frame, meter, outcome, failure)
+
+    def _repaired(self, received: Frame, meter: _Meter, outcome: Outcome, failure: str) -> Result:
+        assert outcome.body is not None and outcome.telegram is not None
+        telegram = outcome.telegram
+        frame = Frame(outcome.body, outcome.checksum, received.offset, received.skipped)
+        meter.profile.accept(telegram)
+        fields = telegram_fields(telegram)
+        derived = self._deriver(telegram.meter).derive(telegram.meter_time, fields)
+        fields.update(derived)
+        self.counts[REPAIRED] += 1
+        repair: dict[str, object] = {
+            "method": outcome.method,
+            "changes": outcome.changes,
+            "candidates": outcome.tried,
+        }
+        return Result(
+            REPAIRED,
+            frame,
+            telegram,
+            crc=meter.profile.crc,
+            fields=fields,
+            derived=derived,
+            repair=repair,
+            failure=failure,
+            received=received,
+        )
 
     def _process(self, frame: Frame) -> Result:
+        meter = self._meter(frame)
         if frame.truncated:
-            return self._reject(frame, "truncated")
+            return self._fail(frame, meter, "truncated")
         if frame.headless:
-            return self._reject(frame, "no_start")
+            return self._fail(frame, meter, "no_start")
         expected = frame.expected_crc
+        checker = meter.checker
         kind: CrcKind | None = None
         if expected is not None:
-            kind = self.checker.check(frame.body, expected)
+            kind = checker.check(frame.body, expected)
             if kind is None:
-                self.crc_failures += 1
-                return self._reject(frame, "crc")
-        elif self.checker.kind is not None:
+                return self._fail(frame, meter, "crc")
+            assert frame.checksum is not None
+            if meter.profile.uppercase and frame.checksum.upper() != frame.checksum:
+                # Same value, but not the bytes this meter writes: a letter damaged on the line.
+                return self._fail(frame, meter, "crc")
+        elif checker.kind is not None:
             # This meter seals its telegrams; one without a checksum lost it on the line.
-            return self._reject(frame, "missing_checksum")
+            return self._fail(frame, meter, "missing_checksum")
         try:
             telegram = self.decoder.decode(frame.body)
         except Exception:
             return self._reject(frame, "undecodable")
         if not telegram.readings:
             return self._reject(frame, "no_readings")
+        meter.profile.learn(frame.body, frame.checksum, kind, telegram)
+        self._last = meter
         fields = telegram_fields(telegram)
-        derived = self.deriver.derive(telegram.meter_time, fields)
+        derived = self._deriver(telegram.meter).derive(telegram.meter_time, fields)
         fields.update(derived)
         self.counts[VALID] += 1
         return Result(VALID, frame, telegram, crc=kind, fields=fields, derived=derived)

@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from types import FrameType
 
 import structlog
@@ -49,18 +50,23 @@ class Agent:
                 now = time.time()
                 for result in results:
                     telegram = result.telegram
-                    if telegram is not None:
+                    if telegram is not None and telegram.meter != meter_name:
+                        # The meter names itself: its equipment identifier labels everything.
+                        state.connected = False
                         meter_name = telegram.meter
+                        state = self.metrics.meter(meter_name)
+                        state.connected = True
+                    if telegram is not None:
                         points = telegram_points(
                             telegram,
                             meter=meter_name,
                             fields=result.fields,
                             repaired=result.status == "repaired",
-                            time=None,
+                            time=datetime.fromtimestamp(now, UTC),  # meters without a clock
                         )
                         with self._store_lock:
                             self.store.append(meter_name, now, lineprotocol.encode_all(points))
-                    self.metrics.observe(source.name, result, now)
+                    self.metrics.observe(meter_name, result, now)
                 if data is None:
                     log.info("source ended", source=source.name)
                     break
@@ -93,12 +99,19 @@ class Agent:
             depth = self.store.depth()
         return "; ".join(parts) + f"; store {depth} points"
 
+    def update_store_metrics(self) -> None:
+        with self._store_lock:
+            depths = self.store.depth_by_meter()
+        for name, count in depths.items():
+            self.metrics.meter(name).spool_points = count
+
     def wait(self) -> None:
         tty = sys.stderr.isatty()
         last_log = time.monotonic()
         while not self.stop.wait(1.0):
             if not any(t.is_alive() for t in self._threads):
                 break
+            self.update_store_metrics()
             if tty:
                 sys.stderr.write("\r\x1b[K" + self.status_line())
                 sys.stderr.flush()

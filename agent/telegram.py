@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -91,8 +92,10 @@ class MeterZone:
             raise ValueError(text)
         if not text[:12].isdigit():
             raise ValueError(text)
+        year = int(text[0:2])
         local = datetime(
-            2000 + int(text[0:2]),
+            # POSIX %y pivot: `700101010000W` (an empty M-Bus channel) is the 1970 epoch, not 2070.
+            year + (2000 if year < 69 else 1900),
             int(text[2:4]),
             int(text[4:6]),
             int(text[6:8]),
@@ -111,7 +114,10 @@ class MeterZone:
 def _number(text: str) -> Reading:
     value, star, unit = text.partition("*")
     try:
-        return Reading(float(value), unit if star else None)
+        number = float(value)
+        if not math.isfinite(number):  # `inf`/`nan` (float() takes them) are line noise
+            raise ValueError(value)
+        return Reading(number, unit if star else None)
     except ValueError:
         return Reading(None, unit if star else None, raw=text)
 
@@ -277,7 +283,8 @@ class Decoder:
         readings = telegram.readings
         stamp = readings.get("0-0:1.0.0")
         telegram.meter_time = stamp.time if stamp is not None else None
-        for code in ("0-0:96.1.1", "0-0:96.1.0", "0-0:96.1.255", "1-0:0.0.0"):
+        # Luxembourg's Smarty names itself by its logical device name only.
+        for code in ("0-0:96.1.1", "0-0:96.1.0", "0-0:96.1.255", "1-0:0.0.0", "0-0:42.0.0"):
             ident = readings.get(code) or readings.get(code + "*255")
             if ident is not None and isinstance(ident.value, str) and ident.value.strip("0"):
                 telegram.equipment_id = _hex_text(ident.value)

@@ -23,6 +23,7 @@ class Store:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        # One connection shared by the reader threads; callers serialise access.
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -40,6 +41,10 @@ class Store:
     def depth(self) -> int:
         row = self._db.execute("SELECT COUNT(*) FROM points").fetchone()
         return int(row[0])
+
+    def depth_by_meter(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT meter, COUNT(*) FROM points GROUP BY meter")
+        return {str(meter): int(count) for meter, count in rows}
 
     def oldest(self) -> float | None:
         row = self._db.execute("SELECT MIN(received) FROM points").fetchone()
