@@ -12,14 +12,23 @@ from datetime import datetime
 
 from agent.fields import FieldValue
 
-_PHASES = ("l1", "l2", "l3")
+# Field names, spelled out once rather than per telegram.
+_REGISTERS = {
+    name: (f"{name}_kwh", tuple(f"{name}_t{t}_kwh" for t in range(1, 5)))
+    for name in ("energy_import", "energy_export")
+}
+_PHASES = tuple(
+    (f"voltage_{p}_v", f"power_import_{p}_kw", f"power_export_{p}_kw", f"current_estimated_{p}_a")
+    for p in ("l1", "l2", "l3")
+)
 
 
 def _total(fields: dict[str, FieldValue], name: str) -> float | None:
-    total = fields.get(f"{name}_kwh")
+    total_name, tariff_names = _REGISTERS[name]
+    total = fields.get(total_name)
     if isinstance(total, float):
         return total
-    tariffs = [v for t in range(1, 5) if isinstance(v := fields.get(f"{name}_t{t}_kwh"), float)]
+    tariffs = [v for t in tariff_names if isinstance(v := fields.get(t), float)]
     return sum(tariffs) if tariffs else None
 
 
@@ -61,17 +70,17 @@ def _float(fields: dict[str, FieldValue], name: str) -> float | None:
 def _estimated_current(fields: dict[str, FieldValue]) -> dict[str, float]:
     result: dict[str, float] = {}
     voltages = []
-    for phase in _PHASES:
-        volts = _float(fields, f"voltage_{phase}_v")
+    for voltage, power_in, power_out, estimate in _PHASES:
+        volts = _float(fields, voltage)
         if volts is None or volts <= 0:
             continue
         voltages.append(volts)
-        imported = _float(fields, f"power_import_{phase}_kw")
-        exported = _float(fields, f"power_export_{phase}_kw")
+        imported = _float(fields, power_in)
+        exported = _float(fields, power_out)
         if imported is not None or exported is not None:
             watts = ((imported or 0.0) + (exported or 0.0)) * 1000.0
-            result[f"current_estimated_{phase}_a"] = round(watts / volts, 3)
-    if any(k.startswith("current_estimated_l") for k in result):
+            result[estimate] = round(watts / volts, 3)
+    if result:
         result["current_estimated_total_a"] = round(sum(result.values()), 3)
     elif voltages:
         imported = _float(fields, "power_import_kw")

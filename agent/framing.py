@@ -144,9 +144,14 @@ class Framer:
         buf = self._buf
         if not self._in_frame:
             return self._search(frames)
-        end = _END.search(buf, max(self._scan, 1))
-        limit = end.start() if end else len(buf)
-        restart = buf.find(b"/", max(self._scan, 1), limit)
+        scan = max(self._scan, 1)
+        # The next `/` first: the end marker is only looked for before it (it holds no `/`) and
+        # within max_frame, so noise full of short cut-off frames is not rescanned.
+        restart = buf.find(b"/", scan)
+        stop = restart if restart >= 0 else len(buf)
+        end = _END.search(buf, scan, min(stop, self.max_frame + 8))
+        if end is not None:
+            restart = -1
         if restart > self.max_frame:
             # Grown past max_frame before it ended: dropped, whatever chunks the bytes came in.
             self._drop_oversized(restart)

@@ -69,7 +69,9 @@ class MeterPipeline:
         self._meters: dict[bytes, _Meter] = {}
         self._last: _Meter | None = None  # for frames whose identification line is damaged
         self._derivers: dict[str, Deriver] = {}
-        self._held: Frame | None = None  # a frame cut short, perhaps by a byte turned into `/`
+        # A frame that ended too soon and could not be repaired alone, with its rejection: the
+        # next frame may be its rest, split off by a byte that turned into `/` or `!`.
+        self._held: tuple[Frame, Result] | None = None
         self.counts: Counter[str] = Counter()
         self.rejections: Counter[str] = Counter()
         self.crc_failures = 0
@@ -85,23 +87,40 @@ class MeterPipeline:
         for frame in self.framer.close():
             self._handle(frame, results)
         if self._held is not None:
-            results.append(self._reject(self._held, "truncated", "truncated"))
+            self._emit(self._held[1], results)
             self._held = None
         return results
 
+    def _emit(self, result: Result, results: list[Result]) -> None:
+        self.counts[result.status] += 1
+        if result.failure is not None:
+            self.crc_failures += 1  # failed its check on arrival, whatever became of it
+        if result.reason is not None:
+            self.rejections[result.reason] += 1
+        results.append(result)
+
     # -- per-meter state -------------------------------------------------------------------
 
+    @staticmethod
+    def _header(frame: Frame) -> bytes:
+        end = frame.body.find(b"\r\n", 0, 128)
+        return frame.body[:end] if end > 0 else b""
+
     def _meter(self, frame: Frame) -> _Meter:
-        header = frame.body[: frame.body.find(b"\r\n")]
-        meter = self._meters.get(header)
+        """The known meter this frame comes from, or a new one (remembered once it is accepted,
+        so garbage cannot fill the table)."""
+        meter = self._meters.get(self._header(frame))
         if meter is not None:
             return meter
         if self._last is not None and not self._new_meter(frame):
             return self._last  # an identification line we do not know: the last meter's, damaged
-        meter = _Meter(CrcChecker(self._crc), MeterProfile())
-        if len(self._meters) < self.MAX_METERS:
+        return _Meter(CrcChecker(self._crc), MeterProfile())
+
+    def _remember(self, frame: Frame, meter: _Meter) -> None:
+        header = self._header(frame)
+        if header not in self._meters and len(self._meters) < self.MAX_METERS:
             self._meters[header] = meter
-        return meter
+        self._last = meter
 
     def _new_meter(self, frame: Frame) -> bool:
         """A whole frame that checks out on its own (or carries no checksum at all, as DSMR 2.2
@@ -125,29 +144,24 @@ class MeterPipeline:
         held = self._held
         if held is not None:
             self._held = None
-            joined = self._join(held, frame)
+            joined = self._join(held[0], frame)
             if joined is not None:
-                results.append(joined)
+                self._emit(joined, results)
                 return
-            results.append(self._reject(held, "truncated", "truncated"))
-        if self._holdable(frame):
-            self._held = frame  # decided when the next frame arrives
+            self._emit(held[1], results)
+        result = self._process(frame)
+        if not result.accepted and self._holdable(frame):
+            self._held = (frame, result)  # decided when the next frame arrives
             return
-        results.append(self._process(frame))
+        self._emit(result, results)
 
     def _holdable(self, frame: Frame) -> bool:
-        """A frame too short for its meter that does not check out ended early: cut by a byte
-        that turned into `/`, or into `!` before a line end. The next frame may be its rest."""
+        """A rejected frame shorter than its meter's telegrams may have ended early: cut by a
+        byte that turned into `/`, or into `!` before a line end. The next frame may be its rest."""
         meter = self._last
         if self.repairer is None or meter is None or frame.headless or not meter.profile.ready:
             return False
-        template = meter.profile.template()
-        if template is None or len(frame.body) >= len(template.reference):
-            return False
-        expected = frame.expected_crc
-        return (
-            expected is None or frame.truncated or meter.checker.check(frame.body, expected) is None
-        )
+        return len(frame.body) < len(meter.profile.bodies[-1])
 
     def _join(self, held: Frame, frame: Frame) -> Result | None:
         """Try the held frame and this one as one telegram split by a byte that became `/`."""
@@ -164,17 +178,14 @@ class MeterPipeline:
             return None
         return self._repaired(held, meter, outcome, "split")
 
-    def _reject(self, frame: Frame, reason: str, failure: str | None = None) -> Result:
-        self.counts[REJECTED] += 1
-        self.rejections[reason] += 1
-        return Result(REJECTED, frame, reason=reason, failure=failure or reason)
+    @staticmethod
+    def _reject(frame: Frame, reason: str, failure: str | None = None) -> Result:
+        return Result(REJECTED, frame, reason=reason, failure=failure)
 
     def _fail(self, frame: Frame, meter: _Meter, failure: str) -> Result:
         """A frame that did not check out: repaired exactly, or rejected with the reason."""
-        if failure == "crc":
-            self.crc_failures += 1
         if self.repairer is None:
-            return self._reject(frame, failure)
+            return self._reject(frame, failure, failure)
         outcome = self.repairer.repair(frame, meter.profile)
         if not outcome.repaired:
             reason = outcome.reason or "unrepairable"
@@ -190,7 +201,6 @@ class MeterPipeline:
         fields = telegram_fields(telegram)
         derived = self._deriver(telegram.meter).derive(telegram.meter_time, fields)
         fields.update(derived)
-        self.counts[REPAIRED] += 1
         repair: dict[str, object] = {
             "method": outcome.method,
             "changes": outcome.changes,
@@ -235,9 +245,8 @@ class MeterPipeline:
         if not telegram.readings:
             return self._reject(frame, "no_readings")
         meter.profile.learn(frame.body, frame.checksum, kind, telegram)
-        self._last = meter
+        self._remember(frame, meter)
         fields = telegram_fields(telegram)
         derived = self._deriver(telegram.meter).derive(telegram.meter_time, fields)
         fields.update(derived)
-        self.counts[VALID] += 1
         return Result(VALID, frame, telegram, crc=kind, fields=fields, derived=derived)

@@ -134,6 +134,13 @@ def _hex_text(text: str) -> str:
     return text
 
 
+_IDENTIFIERS = tuple(
+    code + suffix
+    for code in ("0-0:96.1.1", "0-0:96.1.0", "0-0:96.1.255", "1-0:0.0.0", "0-0:42.0.0")
+    for suffix in ("", "*255")
+)
+
+
 class Decoder:
     """Decodes frame bodies into Telegrams. Keeps a bounded cache of decoded lines, since most
     lines repeat unchanged from one telegram to the next (identifiers, units, billing profile)."""
@@ -146,6 +153,15 @@ class Decoder:
         self._cache: dict[bytes, _Line] = {}
         self._codes: dict[bytes, tuple[str, Kind | None]] = {}
         self._targets: dict[tuple[str, str | None], tuple[str, int] | None] = {}
+        self._idents: dict[str, str] = {}
+
+    def _hex_text(self, text: str) -> str:
+        decoded = self._idents.get(text)
+        if decoded is None:
+            decoded = _hex_text(text)
+            if len(self._idents) < self.CACHE_LIMIT:
+                self._idents[text] = decoded
+        return decoded
 
     def decode(self, body: bytes) -> Telegram:
         """Decode a frame body (`/` … `!`, CRLF line ends). Never raises on odd content."""
@@ -158,10 +174,12 @@ class Decoder:
         if len(cache) > self.CACHE_LIMIT:
             cache.clear()
         pending_gas: _Line | None = None
-        for line in lines[1:]:
-            if not line or line == b"!":
+        others: list[str] = []  # lines that are not p1 fields: clock, identifiers, M-Bus, logs
+        last = len(lines) - 1 if lines[-1] == b"!" else len(lines)
+        for line in lines[1:last]:
+            if not line:
                 continue
-            if line[:1] == b"(" and pending_gas is not None:
+            if pending_gas is not None and line[:1] == b"(":
                 # DSMR 2.2/3: the gas value sits on the line after 0-n:24.3.0.
                 obis, head = pending_gas[0], pending_gas[1]
                 reading = _number(line[1:-1].decode("latin-1"))
@@ -179,9 +197,11 @@ class Decoder:
             readings[obis] = reading
             if name is not None:
                 fields[name] = value
-            elif obis[4:] == "24.3.0":
+                continue
+            others.append(obis)
+            if obis[4:] == "24.3.0":
                 pending_gas = hit
-        self._finish(telegram)
+        self._finish(telegram, others)
         return telegram
 
     def _decode_line(self, line: bytes) -> _Line | None:
@@ -279,20 +299,21 @@ class Decoder:
             raise ValueError("unexpected billing profile layout")
         return Reading(values, time=parse_time(groups[0]))
 
-    def _finish(self, telegram: Telegram) -> None:
+    def _finish(self, telegram: Telegram, others: list[str]) -> None:
         readings = telegram.readings
         stamp = readings.get("0-0:1.0.0")
         telegram.meter_time = stamp.time if stamp is not None else None
         # Luxembourg's Smarty names itself by its logical device name only.
-        for code in ("0-0:96.1.1", "0-0:96.1.0", "0-0:96.1.255", "1-0:0.0.0", "0-0:42.0.0"):
-            ident = readings.get(code) or readings.get(code + "*255")
+        for code in _IDENTIFIERS:
+            ident = readings.get(code)
             if ident is not None and isinstance(ident.value, str) and ident.value.strip("0"):
-                telegram.equipment_id = _hex_text(ident.value)
+                telegram.equipment_id = self._hex_text(ident.value)
                 break
         devices: dict[int, MbusDevice] = {}
-        for obis, reading in readings.items():
+        for obis in others:
             if obis[:2] != "0-" or obis[2:3] not in ("1", "2", "3", "4") or obis[3:4] != ":":
                 continue
+            reading = readings[obis]
             channel = int(obis[2])
             device = devices.get(channel)
             if device is None:
@@ -301,7 +322,7 @@ class Decoder:
             if code == "24.1.0" and isinstance(reading.value, float):
                 device.device_type = int(reading.value)
             elif code in ("96.1.0", "96.1.1") and isinstance(reading.value, str):
-                device.equipment_id = _hex_text(reading.value) or None
+                device.equipment_id = self._hex_text(reading.value) or None
             elif code in ("24.2.1", "24.2.3", "24.3.0"):
                 device.reading = reading
         # DSMR 2.2/3 gas meters do not announce a device type in every telegram variant.

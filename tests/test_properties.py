@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from p1_testkit import chunks, frame_all, seal
 
-from agent.crc import crc16_arc
+from agent.crc import crc16_arc, crc16_x25
 from agent.framing import Framer
 from agent.pipeline import MeterPipeline
 from agent.telegram import Decoder, Reading
@@ -67,15 +67,20 @@ def test_pipeline_never_raises_and_counts_add_up(data: bytes, cuts: list[int]) -
     results += pipeline.close()
     assert pipeline.framer._buf == b""
     statuses = [r.status for r in results]
-    assert set(statuses) <= {"valid", "rejected"}
-    assert pipeline.counts["valid"] == statuses.count("valid")
-    assert pipeline.counts["rejected"] == statuses.count("rejected")
+    assert set(statuses) <= {"valid", "repaired", "rejected"}
+    for status in ("valid", "repaired", "rejected"):
+        assert pipeline.counts[status] == statuses.count(status)
     assert sum(pipeline.counts.values()) == len(results)
     assert sum(pipeline.rejections.values()) == pipeline.counts["rejected"]
-    assert pipeline.crc_failures == pipeline.rejections["crc"]
+    # Every frame that did not check out on arrival is counted, repaired or not.
+    assert pipeline.crc_failures == sum(r.failure is not None for r in results)
     for result in results:
         assert (result.telegram is None) == (result.status == "rejected")
         assert (result.reason is None) == (result.status != "rejected")
+        if result.accepted and result.frame.checksum is not None:
+            # Whatever was accepted, valid or repaired, carries a checksum that matches.
+            expected = int(result.frame.checksum, 16)
+            assert expected in (crc16_arc(result.frame.body), crc16_x25(result.frame.body))
     framer = pipeline.framer
     frames = [r.frame for r in results]
     assert framer.frames_truncated == sum(f.truncated for f in frames)
