@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -111,15 +110,18 @@ class MeterZone:
         return local.replace(tzinfo=fixed, fold=0)
 
 
+def _decimal(text: bytes) -> bool:
+    """ASCII digits with at most one point and a sign: float() alone would also take `1_0`,
+    ` 1`, `inf`, `nan` and `²`, which on a P1 line can only be noise."""
+    digits = text[1:] if text[:1] == b"-" else text
+    return digits.replace(b".", b"", 1).isdigit()
+
+
 def _number(text: str) -> Reading:
     value, star, unit = text.partition("*")
-    try:
-        number = float(value)
-        if not math.isfinite(number):  # `inf`/`nan` (float() takes them) are line noise
-            raise ValueError(value)
-        return Reading(number, unit if star else None)
-    except ValueError:
-        return Reading(None, unit if star else None, raw=text)
+    if _decimal(value.encode("latin-1")):
+        return Reading(float(value), unit if star else None)
+    return Reading(None, unit if star else None, raw=text)
 
 
 def _hex_text(text: str) -> str:
@@ -154,6 +156,8 @@ class Decoder:
         self._codes: dict[bytes, tuple[str, Kind | None]] = {}
         self._targets: dict[tuple[str, str | None], tuple[str, int] | None] = {}
         self._idents: dict[str, str] = {}
+        # (OBIS bytes, unit bytes) → (OBIS reference, unit, field name, factor) of number lines
+        self._numbers: dict[tuple[bytes, bytes], tuple[str, str | None, str | None, int]] = {}
 
     def _hex_text(self, text: str) -> str:
         decoded = self._idents.get(text)
@@ -208,6 +212,16 @@ class Decoder:
         obis_b, sep, rest = line.partition(b"(")
         if not sep or not rest.endswith(b")") or not obis_b:
             return None
+        value_b, _, unit_b = rest[:-1].partition(b"*")
+        known = self._numbers.get((obis_b, unit_b))
+        if known is not None and b"(" not in unit_b and _decimal(value_b):
+            # A number line seen before with another value: no text decoding, no lookups.
+            obis, unit, name, factor = known
+            number = float(value_b)
+            reading = Reading(number, unit)
+            if name is None:
+                return obis, reading, None, ""
+            return obis, reading, name, number if factor == 1 else scaled(number, factor)
         code = self._codes.get(obis_b)
         if code is None:
             obis = obis_b.decode("latin-1")
@@ -234,6 +248,12 @@ class Decoder:
             target = field_for(obis, reading.unit)
             if len(self._targets) < self.CACHE_LIMIT:
                 self._targets[key] = target
+        if (
+            kind is Kind.NUMBER
+            and isinstance(value, float)
+            and len(self._numbers) < self.CACHE_LIMIT
+        ):
+            self._numbers[(obis_b, unit_b)] = (obis, reading.unit, *(target or (None, 1)))
         if target is None:
             return obis, reading, None, ""
         name, factor = target

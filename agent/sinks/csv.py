@@ -26,13 +26,18 @@ def _local(stamp: datetime) -> tuple[str, str]:
 
 
 class CsvWriter:
+    SETTLE = 16  # rows held in memory before the columns are taken as settled
+
     def __init__(self, out: TextIO) -> None:
         self._out = out
         self._columns = list(FIXED)
         self._index = {name: i for i, name in enumerate(self._columns)}
         self._tmp = tempfile.TemporaryFile("w+", newline="", encoding="utf-8")  # noqa: SIM115
         self._rows = csv.writer(self._tmp)
-        self._width: int | None = None  # column count when the first row was written
+        self._width: int | None = None  # column count when rows started going to the file
+        # The first rows wait in memory: derived columns (average power) only appear with the
+        # second telegram, and padding rows already on disk means reading them all back.
+        self._first: list[list[FieldValue | None]] = []
         self._profile: object = None
         self._billing: list[tuple[str, FieldValue]] = []
 
@@ -89,10 +94,21 @@ class CsvWriter:
                 row.append(None)
             row[i] = value
         if self._width is None:
-            self._width = len(self._columns)
+            self._first.append(row)
+            if len(self._first) >= self.SETTLE:
+                self._settle()
+            return
         self._rows.writerow(row)
 
+    def _settle(self) -> None:
+        width = self._width = len(self._columns)
+        for row in self._first:
+            self._rows.writerow(row + [None] * (width - len(row)))
+        self._first = []
+
     def close(self) -> None:
+        if self._width is None:
+            self._settle()
         csv.writer(self._out).writerow(self._columns)
         self._tmp.seek(0)
         if self._width is None or self._width == len(self._columns):
