@@ -19,6 +19,7 @@ from agent.config import Settings
 from agent.pipeline import MeterPipeline
 from agent.points import telegram_points
 from agent.sinks import lineprotocol
+from agent.sinks.noiselog import NoiseLog
 from agent.sinks.prometheus import Metrics, serve
 from agent.sinks.store import Store
 from agent.sources import Source, open_source
@@ -35,6 +36,7 @@ class Agent:
         self.zone = MeterZone(settings.meter_timezone)
         self.sources: list[Source] = [open_source(url, self.stop) for url in settings.sources]
         self.store = Store(settings.data_dir / "store.sqlite")
+        self.noise = NoiseLog(settings.data_dir)
         self._store_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
@@ -67,6 +69,8 @@ class Agent:
                         with self._store_lock:
                             self.store.append(meter_name, now, lineprotocol.encode_all(points))
                     self.metrics.observe(meter_name, result, now)
+                    if result.failure is not None:
+                        self.noise.write(result, meter_name, now)
                 if data is None:
                     log.info("source ended", source=source.name)
                     break

@@ -100,19 +100,24 @@ class Matcher:
         self.run = run
         self.starts: list[int] = []  # stream offset of each telegram as sent
         self.originals: dict[bytes, tuple[int, bytes]] = {}  # meter time → index, text
-        self.window: deque[bytes] = deque()
+        self.window: deque[tuple[bytes, int]] = deque()
+        self.notes: dict[int, str] = {}  # recent corruptions, for the report of a miscorrection
         self.outcome = bytearray(total)
         self.accepted = bytearray(total)  # some accepted frame started within the telegram
         self.feed_ns = [0] * total
         self.mixed = bytearray(total)  # a feed call of its bytes delivered an earlier one's result
 
-    def sent(self, index: int, telegram: bytes, offset: int) -> None:
+    def sent(self, index: int, telegram: bytes, offset: int, note: str | None) -> None:
         stamp = stamp_of(telegram)
         self.starts.append(offset)
         self.originals[stamp] = (index, telegram[:-2])  # without the line end, as Frame.text
-        self.window.append(stamp)
+        if note is not None:
+            self.notes[index] = note
+        self.window.append((stamp, index))
         if len(self.window) > WINDOW:
-            self.originals.pop(self.window.popleft(), None)
+            old_stamp, old_index = self.window.popleft()
+            self.originals.pop(old_stamp, None)
+            self.notes.pop(old_index, None)
 
     def owner(self, result: Result) -> int:
         return bisect.bisect_right(self.starts, result.frame.offset) - 1
@@ -140,9 +145,11 @@ class Matcher:
         found = self.originals.get(stamp_of(text))
         if found is None or found[1] != text:
             run.miscorrected += 1
-            if len(run.examples) < 3:
+            if len(run.examples) < 5:
+                noise = self.notes.get(owner, "sent clean")
                 run.examples.append(
-                    f"telegram {owner}: {result.status} {result.repair} {text[:60]!r}"
+                    f"telegram {owner} ({stamp_of(text).decode('latin-1')}, noise: {noise}): "
+                    f"{result.status} {result.repair}"
                 )
             return
         index = found[0]
@@ -166,12 +173,14 @@ def run_mode(flavour: str, mode: str, per_mode: int, seed: int) -> ModeRun:
     gc.collect()
     for index in range(total):
         telegram = meter.next_telegram()
+        note = None
         if index >= WARMUP and (index - WARMUP) % 2 == 0:
             corrupted[index] = 1
-            data = corrupt(telegram, mode, noise).data
+            corruption = corrupt(telegram, mode, noise)
+            data, note = corruption.data, corruption.describe()
         else:
             data = telegram
-        match.sent(index, telegram, offset)
+        match.sent(index, telegram, offset, note)
         offset += len(data)
         pos = 0
         while pos < len(data):
@@ -247,7 +256,7 @@ def main() -> int:
         "--per-mode",
         type=int,
         metavar="N",
-        help=f"corrupted telegrams per mode (default: ≥ {TARGET} per flavour in all)",
+        help=f"corrupted telegrams per mode (default: ≥ {TARGET} per flavour over all modes)",
     )
     parser.add_argument("--quick", action="store_true", help=f"--per-mode {QUICK}")
     parser.add_argument("--seed", type=int, default=1, help="meter and noise seed (default: 1)")
@@ -267,8 +276,9 @@ def main() -> int:
     failed = False
     for flavour in flavours:
         sample = SimulatedMeter(flavour, seed=args.seed).next_telegram()
-        modes = [m for m in chosen if m in applicable_modes(sample)]
-        per_mode = QUICK if args.quick else args.per_mode or default_per_mode(len(modes))
+        applicable = applicable_modes(sample)
+        modes = [m for m in chosen if m in applicable]
+        per_mode = QUICK if args.quick else args.per_mode or default_per_mode(len(applicable))
         runs = []
         for mode in modes:
             run = run_mode(flavour, mode, per_mode, args.seed)

@@ -101,6 +101,7 @@ class MeterState:
     telegrams: Counter[str] = field(default_factory=Counter)
     rejections: Counter[str] = field(default_factory=Counter)
     corrected: Counter[str] = field(default_factory=Counter)
+    line_errors: Counter[str] = field(default_factory=Counter)  # repaired bytes by telegram line
     crc_failures: int = 0
     last_telegram: float | None = None
     fields: dict[str, FieldValue] = field(default_factory=dict)
@@ -131,12 +132,16 @@ class Metrics(Collector):
         state = self.meter(meter)
         with self._lock:
             state.telegrams[result.status] += 1
-            if result.reason == "crc" or (result.repair is not None):
+            if result.failure is not None:
                 state.crc_failures += 1
             if result.reason:
                 state.rejections[result.reason] += 1
             if result.repair is not None:
                 state.corrected[str(result.repair.get("method", "unknown"))] += 1
+                changes = result.repair.get("changes")
+                if isinstance(changes, list):
+                    for change in changes:
+                        state.line_errors[str(change.get("line", "unknown"))] += 1
             if result.accepted:
                 state.last_telegram = now
                 state.fields = result.fields
@@ -169,6 +174,11 @@ class Metrics(Collector):
         rejected = CounterMetricFamily(
             "p1_rejected_frames", "Frames rejected, by reason", labels=["meter", "reason"]
         )
+        lines = CounterMetricFamily(
+            "p1_line_errors",
+            "Damaged stretches found in repaired frames, by telegram line",
+            labels=["meter", "line"],
+        )
         last = GaugeMetricFamily(
             "p1_last_telegram_timestamp_seconds",
             "Host time of the last accepted telegram",
@@ -191,12 +201,14 @@ class Metrics(Collector):
                 corrected.add_metric([name, method], n)
             for reason, n in s.rejections.items():
                 rejected.add_metric([name, reason], n)
+            for line, n in s.line_errors.items():
+                lines.add_metric([name, line], n)
             if s.last_telegram is not None:
                 last.add_metric([name], s.last_telegram)
             up.add_metric([name], 1.0 if s.connected else 0.0)
             reconnects.add_metric([name], s.reconnects)
             spool.add_metric([name], s.spool_points)
-        yield from (telegrams, crc, corrected, rejected, last, up, reconnects, spool)
+        yield from (telegrams, crc, corrected, rejected, lines, last, up, reconnects, spool)
 
     def _readings(self, meters: dict[str, MeterState]) -> Iterator[Metric]:
         families: dict[str, Metric] = {}

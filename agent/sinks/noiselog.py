@@ -1,0 +1,54 @@
+"""The noise log: one JSONL record per frame that failed its check, in the data directory.
+
+It shows where (byte offset, line) and when the noise hits, and what was received and restored,
+so a user can fix the hardware. Daily files, each capped, so a hopeless cable cannot fill the disk.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agent.pipeline import Result
+
+DAILY_CAP = 16 * 1024 * 1024
+
+
+def record(result: Result, meter: str, now: float) -> dict[str, Any]:
+    """The log record of a frame that did not check out on arrival (repaired or rejected)."""
+    rec: dict[str, Any] = {
+        "time": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"),
+        "meter": meter,
+        "status": result.status,
+        "failure": result.failure,
+        "offset": result.frame.offset,
+    }
+    if result.repair is not None:
+        rec["method"] = result.repair.get("method")
+        rec["changes"] = result.repair.get("changes")
+    else:
+        rec["reason"] = result.reason
+    return rec
+
+
+class NoiseLog:
+    def __init__(self, directory: Path, cap: int = DAILY_CAP) -> None:
+        self.directory = directory
+        self.cap = cap
+        self.dropped = 0  # records past the day's cap
+
+    def write(self, result: Result, meter: str, now: float) -> None:
+        day = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
+        path = self.directory / f"noise-{day}.jsonl"
+        line = json.dumps(record(result, meter, now), separators=(",", ":")) + "\n"
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        if size + len(line) > self.cap:
+            self.dropped += 1
+            return
+        with path.open("a", encoding="utf-8") as out:
+            out.write(line)
