@@ -28,7 +28,7 @@ def warm(flavour: str, seed: int = 1) -> tuple[MeterPipeline, SimulatedMeter]:
 
 
 def sent(telegram: bytes) -> bytes:
-    """The telegram as the meter sent it, `/` through the checksum (what an accepted frame holds)."""
+    """The telegram as the meter sent it, `/` through the checksum: what an accepted frame holds."""
     return telegram[: telegram.rindex(b"!") + 5]
 
 
@@ -110,8 +110,8 @@ def test_failure_mode_recovers_exact_telegram(mode: str) -> None:
     results, original = run_one(flavour, corrupt)
     assert corrupt(original) != original
     accepted = [r for r in results if r.accepted]
-    assert [r.frame.text for r in accepted][0] == sent(original)
     first = accepted[0]
+    assert first.frame.text == sent(original)
     if method:
         assert first.status == "repaired"
         assert first.repair is not None and method in str(first.repair["method"])
@@ -185,7 +185,7 @@ def test_no_repair_before_the_meter_is_known() -> None:
 
 def test_implausible_candidate_is_refused() -> None:
     # The clock going backwards cannot be what the meter sent, even with a matching CRC.
-    pipeline, meter = warm("dsmr5")
+    pipeline, _ = warm("dsmr5")
     old = SimulatedMeter("dsmr5", seed=1).next_telegram()  # the meter's first telegram again
     assert pipeline.feed(old)[0].status == "valid"  # valid telegrams are never second-guessed
     broken = substitute(at(b"1-0:52.7.0(", 2), ord("1"))(old)
