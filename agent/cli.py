@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
         "--source",
         action="append",
         metavar="URL",
-        help="`simulator[:dsmr5|hu]` or `file:PATH`; repeat for several meters "
+        help="`simulator[:dsmr5|hu][,noise=RATE]` or `file:PATH`; repeat for several meters "
         "(P1_SOURCE, comma-separated; default: simulator)",
     )
     run.add_argument(

@@ -5,6 +5,7 @@ The live agent, `replay` and the tests all push bytes through this one class.
 
 from __future__ import annotations
 
+import difflib
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -35,6 +36,7 @@ class Result:
     repair: dict[str, object] | None = None  # method and byte changes of a repaired frame
     failure: str | None = None  # what was wrong on arrival: crc, truncated, no_start, …
     received: Frame | None = None  # the frame as it arrived, when it was repaired
+    candidates: int = 0  # repair candidates CRC-tested for this frame (each risks 1/65 536)
 
     @property
     def accepted(self) -> bool:
@@ -47,6 +49,11 @@ class _Meter:
 
     checker: CrcChecker
     profile: MeterProfile
+
+
+def _alike(a: bytes, b: bytes) -> bool:
+    """Identification lines that differ by a few damaged, dropped or inserted bytes."""
+    return difflib.SequenceMatcher(None, a, b).ratio() >= 0.8
 
 
 class MeterPipeline:
@@ -123,12 +130,16 @@ class MeterPipeline:
         self._last = meter
 
     def _new_meter(self, frame: Frame) -> bool:
-        """A whole frame that checks out on its own (or carries no checksum at all, as DSMR 2.2
-        and EasyMeter frames do) comes from a meter not seen before."""
+        """A whole frame that checks out on its own, or carries no checksum at all (as DSMR 2.2
+        and EasyMeter frames do) under an identification line unlike any we know, comes from a
+        meter not seen before."""
         if frame.truncated or frame.headless:
             return False
         expected = frame.expected_crc
-        return expected is None or CrcChecker(self._crc).check(frame.body, expected) is not None
+        if expected is not None:
+            return CrcChecker(self._crc).check(frame.body, expected) is not None
+        header = self._header(frame)
+        return not any(_alike(header, known) for known in self._meters)
 
     def _deriver(self, meter: str) -> Deriver:
         deriver = self._derivers.get(meter)
@@ -190,7 +201,9 @@ class MeterPipeline:
         if not outcome.repaired:
             reason = outcome.reason or "unrepairable"
             # Without a profile nothing was tried: the arrival failure is the reason.
-            return self._reject(frame, failure if reason == "no_profile" else reason, failure)
+            result = self._reject(frame, failure if reason == "no_profile" else reason, failure)
+            result.candidates = outcome.tried
+            return result
         return self._repaired(frame, meter, outcome, failure)
 
     def _repaired(self, received: Frame, meter: _Meter, outcome: Outcome, failure: str) -> Result:
@@ -216,6 +229,7 @@ class MeterPipeline:
             repair=repair,
             failure=failure,
             received=received,
+            candidates=outcome.tried,
         )
 
     def _process(self, frame: Frame) -> Result:
@@ -244,7 +258,8 @@ class MeterPipeline:
             return self._reject(frame, "undecodable")
         if not telegram.readings:
             return self._reject(frame, "no_readings")
-        meter.profile.learn(frame.body, frame.checksum, kind, telegram)
+        if self.repairer is not None:
+            meter.profile.learn(frame.body, frame.checksum, kind, telegram)
         self._remember(frame, meter)
         fields = telegram_fields(telegram)
         derived = self._deriver(telegram.meter).derive(telegram.meter_time, fields)

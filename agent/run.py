@@ -55,8 +55,8 @@ class Agent:
                     if telegram is not None and telegram.meter != meter_name:
                         # The meter names itself: its equipment identifier labels everything.
                         state.connected = False
+                        state = self.metrics.rename(meter_name, telegram.meter)
                         meter_name = telegram.meter
-                        state = self.metrics.meter(meter_name)
                         state.connected = True
                     if telegram is not None:
                         points = telegram_points(

@@ -227,3 +227,28 @@ def test_any_single_corruption_gives_the_original_or_a_rejection(
         if result.accepted:
             assert result.frame.text in (sent(original), sent(follower))
     assert any(r.accepted and r.frame.text == sent(follower) for r in results)
+
+
+def test_header_and_checksum_both_damaged_is_not_a_new_meter() -> None:
+    # A damaged identification line and a lost checksum must not pass as an unchecked meter.
+    pipeline, meter = warm("dsmr5")
+    original = meter.next_telegram()
+    broken = original.replace(b"/ISK5\\2M550T", b"/ISK5\\2M5%0T", 1)
+    broken = broken[: broken.rindex(b"!") + 1] + b"\r\n"
+    (result,) = pipeline.feed(broken)
+    assert result.status != "valid"
+
+
+def test_physically_inconsistent_candidate_is_refused() -> None:
+    from agent.repair.plausible import implausible
+    from agent.telegram import Decoder
+
+    meter = SimulatedMeter("dsmr5")
+    body = sent(meter.next_telegram())
+    telegram = Decoder().decode(body[: body.rindex(b"!") + 1])
+    assert implausible(telegram, None) is None
+    line = next(x for x in body.split(b"\r\n") if x.startswith(b"1-0:21.7.0("))
+    inflated = body.replace(line, b"1-0:21.7.0(54.209*kW)")
+    assert "power_import_l1_kw" in str(
+        implausible(Decoder().decode(inflated[: inflated.rindex(b"!") + 1]), None)
+    )

@@ -19,7 +19,7 @@ of a false accept, so `tried` is counted and the sets stay small.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from agent.crc import FUNCTIONS, CrcKind
@@ -226,10 +226,11 @@ class Repairer:
             else None
         )
         candidates: list[tuple[bytes, tuple[str, ...]]] = []
+        searched = 0
         body = base.body
         extra = len(body) - length
         if extra == 0:
-            candidates = list(self._equal_length(body, template, profile.crc, expected, crc))
+            candidates, searched = self._equal_length(body, template, profile.crc, expected, crc)
         elif 0 < extra <= MAX_INSERTED:
             candidates = list(self._deleted(body, extra, template))
         elif extra == -1:
@@ -237,15 +238,18 @@ class Repairer:
         else:
             return [], 0
         found = []
-        tried = 0
+        tried = searched
         if expected is not None:
             for candidate, methods in candidates:
-                tried += 1
+                if "syndrome" not in methods:  # those are counted in `searched`
+                    tried += 1
                 if crc(candidate) != expected:
                     continue
                 accepted = self._accept(candidate, template, profile)
                 if accepted is not None:
-                    found.append((candidate, checksum, accepted, base.methods + methods))
+                    # Written as this meter writes it (a letter's case can be damaged too).
+                    text = checksum.upper() if profile.uppercase else checksum
+                    found.append((candidate, text, accepted, base.methods + methods))
         if extra == 0 and template.violations(body, 0) == []:
             # An intact body with a damaged checksum field: the computed checksum must be one
             # edit away from what arrived (12 of 16 bits agree), and the body fit everything.
@@ -271,8 +275,10 @@ class Repairer:
         template: Template,
         kind: CrcKind,
         expected: int | None,
-        crc: object,
-    ) -> Iterator[tuple[bytes, tuple[str, ...]]]:
+        crc: Callable[[bytes], int],
+    ) -> tuple[list[tuple[bytes, tuple[str, ...]]], int]:
+        """Candidates for a body of the right length, and how many single-digit hypotheses the
+        CRC syndrome search weighed without listing them (each risks 1/65 536 too)."""
         violations = template.violations(body, MAX_EDITS)
         if violations is None:
             raise _TooMany
@@ -286,27 +292,28 @@ class Repairer:
         if len(erasures) > MAX_ERASURES:
             raise _TooMany
         methods: tuple[str, ...] = ("template",) if len(erasures) < len(violations) else ()
+        candidates: list[tuple[bytes, tuple[str, ...]]] = []
         if erasures:
             for choice in itertools.product(*(template.allowed(p) for p in erasures)):
                 for position, byte in zip(erasures, choice, strict=True):
                     fixed[position] = byte
-                yield bytes(fixed), (*methods, "erasure")
-            return
+                candidates.append((bytes(fixed), (*methods, "erasure")))
+            return candidates, 0
         restored = bytes(fixed)
-        yield restored, methods  # with a settled boundary or the template's bytes it may be whole
+        candidates.append((restored, methods))  # a settled boundary or template bytes may do
         if expected is None or len(violations) >= MAX_EDITS:
-            return
-        assert callable(crc)
+            return candidates, 0
         syndrome = crc(restored) ^ expected
         if syndrome == 0:
-            return
+            return candidates, 0
         # One digit-for-digit error left: only the CRC can say where.
         for position, mask in single_byte_errors(kind, len(restored), syndrome):
             byte = restored[position] ^ mask
             if template.classes[position] != CONST and template.fits(position, byte):
                 candidate = bytearray(restored)
                 candidate[position] = byte
-                yield bytes(candidate), (*methods, "syndrome")
+                candidates.append((bytes(candidate), (*methods, "syndrome")))
+        return candidates, template.hypotheses
 
     @staticmethod
     def _window(body: bytes, template: Template) -> range:

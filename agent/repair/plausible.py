@@ -8,6 +8,8 @@ these checks catch it when that digit matters.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from agent.fields import FieldValue
 from agent.repair.profile import History
 from agent.telegram import Telegram
@@ -31,6 +33,12 @@ def implausible(telegram: Telegram, history: History | None) -> str | None:
             return f"{name} {value}"
         if name == "frequency_hz" and not 45.0 <= value <= 55.0:
             return f"{name} {value}"
+    inconsistent = _inconsistent(fields)
+    if inconsistent is not None:
+        return inconsistent
+    future = _from_the_future(telegram)
+    if future is not None:
+        return future
     if history is None:
         return None
     seconds = None
@@ -77,6 +85,63 @@ def implausible(telegram: Telegram, history: History | None) -> str | None:
         value, stamp = previous
         if reading.value < value:
             return f"M-Bus {device.kind} {value} → {reading.value}"
-        if stamp is not None and reading.time is not None and reading.time < stamp:
-            return f"M-Bus {device.kind} time went back"
+        if stamp is not None and reading.time is not None:
+            if reading.time < stamp:
+                return f"M-Bus {device.kind} time went back"
+            if reading.time == stamp and reading.value != value:
+                # The device reports every few minutes; between reports the value stands still.
+                return f"M-Bus {device.kind} {value} → {reading.value} at the same capture time"
+    return None
+
+
+# M-Bus devices and demand peaks are captured by the meter's own clock: never after it.
+_CLOCK_SLACK = timedelta(hours=1)
+
+
+def _from_the_future(telegram: Telegram) -> str | None:
+    now = telegram.meter_time
+    if now is None:
+        return None
+    stamps = [(f"M-Bus {d.kind}", d.reading.time) for d in telegram.mbus if d.reading is not None]
+    peak = telegram.readings.get("1-0:1.6.0")
+    if peak is not None:
+        stamps.append(("1-0:1.6.0", peak.time))
+    for what, stamp in stamps:
+        if stamp is not None and stamp > now + _CLOCK_SLACK:
+            return f"{what} captured at {stamp.isoformat()}, after the meter's {now.isoformat()}"
+    return None
+
+
+# Power cannot exceed what the phase's voltage and current carry. Meters truncate current to whole
+# amperes and sample power and current at slightly different moments, hence the margins.
+_CURRENT_MARGIN_A = 1.0
+_POWER_SLACK = 1.25
+_POWER_SLACK_KW = 0.1
+_PHASES = tuple(
+    (f"voltage_{p}_v", f"current_{p}_a", f"power_import_{p}_kw", f"power_export_{p}_kw")
+    for p in ("l1", "l2", "l3")
+)
+
+
+def _inconsistent(fields: dict[str, FieldValue]) -> str | None:
+    """Instantaneous values that contradict each other within one telegram."""
+    capacity_kw = 0.0
+    phases = 0
+    for voltage, current, imported, exported in _PHASES:
+        volts = _float(fields, voltage)
+        amps = _float(fields, current)
+        if volts is None or amps is None:
+            continue
+        phases += 1
+        limit = volts * (amps + _CURRENT_MARGIN_A) / 1000.0
+        capacity_kw += limit
+        for name in (imported, exported):
+            power = _float(fields, name)
+            if power is not None and power > limit * _POWER_SLACK + _POWER_SLACK_KW:
+                return f"{name} {power} above {volts} V × {amps} A"
+    if phases:
+        for name in ("power_import_kw", "power_export_kw"):
+            power = _float(fields, name)
+            if power is not None and power > capacity_kw * _POWER_SLACK + _POWER_SLACK_KW:
+                return f"{name} {power} above what the phases carry"
     return None

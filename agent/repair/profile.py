@@ -47,6 +47,11 @@ class Template:
     line_starts: tuple[int, ...]  # offset of each line in the reference
     line_keys: tuple[str, ...]  # OBIS reference (or "header") of each line
 
+    @property
+    def hypotheses(self) -> int:
+        """Single-byte changes the template allows: 9 other digits per digit, the other flag."""
+        return 9 * self.classes.count(DIGIT) + self.classes.count(FLAG)
+
     def allowed(self, position: int) -> bytes:
         """The bytes a valid telegram may hold at `position`."""
         kind = self.classes[position]

@@ -128,6 +128,14 @@ class Metrics(Collector):
                 state = self.meters[name] = MeterState()
             return state
 
+    def rename(self, old: str, new: str) -> MeterState:
+        """The source learned its meter's name: a placeholder that counted nothing goes."""
+        with self._lock:
+            state = self.meters.get(old)
+            if state is not None and not state.telegrams:
+                del self.meters[old]
+        return self.meter(new)
+
     def observe(self, meter: str, result: Result, now: float) -> None:
         state = self.meter(meter)
         with self._lock:

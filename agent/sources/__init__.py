@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+from agent.noise import NoisyChannel, applicable_modes, parse_rate, spread_rate
 from agent.simulate import FLAVOURS, SimulatedMeter
 
 
@@ -21,11 +22,14 @@ class Source(Protocol):
 
 
 class SimulatorSource:
-    """The built-in simulated meter, paced in real time."""
+    """The built-in simulated meter, paced in real time, optionally behind a noisy line."""
 
-    def __init__(self, flavour: str, stop: threading.Event) -> None:
+    def __init__(self, flavour: str, stop: threading.Event, noise: float = 0.0) -> None:
         self.name = f"simulator:{flavour}"
         self.meter = SimulatedMeter(flavour)
+        first = self.meter.next_telegram()
+        self.channel = NoisyChannel(spread_rate(noise, applicable_modes(first))) if noise else None
+        self._pending: bytes | None = first
         self._stop = stop
         self._next = time.monotonic()
 
@@ -34,7 +38,9 @@ class SimulatorSource:
         if delay > 0 and self._stop.wait(delay):
             return b""
         self._next += self.meter.interval
-        return self.meter.next_telegram()
+        telegram = self._pending or self.meter.next_telegram()
+        self._pending = None
+        return self.channel.transmit(telegram) if self.channel else telegram
 
     def close(self) -> None:
         pass
@@ -55,14 +61,21 @@ class FileSource:
 
 
 def open_source(url: str, stop: threading.Event) -> Source:
-    """`simulator[:FLAVOUR]` or `file:PATH`; ValueError with a one-line reason otherwise."""
-    if url == "simulator" or url.startswith("simulator:"):
-        flavour = url.partition(":")[2] or "dsmr5"
+    """`simulator[:FLAVOUR][,noise=RATE]` or `file:PATH`; ValueError with a one-line reason."""
+    if url == "simulator" or url.startswith(("simulator:", "simulator,")):
+        spec, _, options = url.partition(",")
+        flavour = spec.partition(":")[2] or "dsmr5"
         if flavour not in FLAVOURS:
             raise ValueError(
                 f"unknown simulator flavour {flavour!r} (choose from {', '.join(FLAVOURS)})"
             )
-        return SimulatorSource(flavour, stop)
+        noise = 0.0
+        if options:
+            key, _, value = options.partition("=")
+            if key != "noise":
+                raise ValueError(f"unknown simulator option {key!r} (only noise=RATE)")
+            noise = parse_rate(value, "simulator noise")
+        return SimulatorSource(flavour, stop, noise)
     if url.startswith("file:"):
         path = Path(url[5:])
         if not path.is_file():
