@@ -285,7 +285,11 @@ def test_simulate_noise_errors(
 # -- the never-write-a-wrong-number property ------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("mode", "flavour"),
+    # ff_run corrupts the Hungarian 0xFF text message, which DSMR 5 telegrams do not have.
+    [(m, f) for m in MODES for f in ("hu", "dsmr5") if not (m == "ff_run" and f == "dsmr5")],
+)
 def test_pipeline_never_accepts_a_telegram_the_meter_did_not_send(mode: str, flavour: str) -> None:
     """20 clean telegrams, then corrupted and clean alternating, fed in chunks of 64–512 bytes.
 
@@ -293,8 +297,7 @@ def test_pipeline_never_accepts_a_telegram_the_meter_did_not_send(mode: str, fla
     meter sent with that meter time, and every clean telegram must come through as valid.
     """
     stream = telegrams(flavour, 20 + 2 * PAIRS, seed=11)
-    if mode not in applicable_modes(stream[0]):
-        pytest.skip(f"{mode} does not apply to {flavour}")
+    assert mode in applicable_modes(stream[0])
     rng = random.Random(f"{mode}-{flavour}")
     sent = bytearray()
     for i, telegram in enumerate(stream):
