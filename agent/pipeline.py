@@ -35,7 +35,6 @@ class Result:
     derived: dict[str, float] = field(default_factory=dict)
     repair: dict[str, object] | None = None  # method and byte changes of a repaired frame
     failure: str | None = None  # what was wrong on arrival: crc, truncated, no_start, …
-    received: Frame | None = None  # the frame as it arrived, when it was repaired
     candidates: int = 0  # repair candidates CRC-tested for this frame (each risks 1/65 536)
 
     @property
@@ -228,7 +227,6 @@ class MeterPipeline:
             derived=derived,
             repair=repair,
             failure=failure,
-            received=received,
             candidates=outcome.tried,
         )
 

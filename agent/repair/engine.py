@@ -76,6 +76,36 @@ def _one_edit_apart(a: bytes, b: bytes) -> bool:
     return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
 
 
+_NUMBER = frozenset(b"0123456789.")
+
+
+def _number_at(body: bytes | bytearray, start: int, end: int) -> int | None:
+    digits = bytes(body[start:end]).replace(b".", b"")
+    return int(digits) if digits.isdigit() else None
+
+
+def _closer(position: int, received: bytes, candidate: bytearray, reference: bytes) -> bool:
+    """A guessed digit must bring its number strictly closer to the meter's previous telegram.
+
+    A real error moved the number away and undoing it moves it back; a CRC coincidence lands on a
+    number that arrived intact, usually equal or near to the previous one, and moves it away.
+    """
+    if received[position] not in _NUMBER:  # an S/W flag: only back to the previous telegram's
+        return candidate[position] == reference[position] != received[position]
+    start = position
+    while start > 0 and received[start - 1] in _NUMBER:
+        start -= 1
+    end = position + 1
+    while end < len(received) and received[end] in _NUMBER:
+        end += 1
+    before = _number_at(reference, start, end)
+    was = _number_at(received, start, end)
+    now = _number_at(candidate, start, end)
+    if before is None or was is None or now is None:
+        return False
+    return abs(now - before) < abs(was - before)
+
+
 def _changes(received: bytes, accepted: bytes, template: Template) -> list[dict[str, object]]:
     """Byte changes from what arrived to what was accepted, with offsets in the accepted bytes."""
     out: list[dict[str, object]] = []
@@ -312,7 +342,8 @@ class Repairer:
             if template.classes[position] != CONST and template.fits(position, byte):
                 candidate = bytearray(restored)
                 candidate[position] = byte
-                candidates.append((bytes(candidate), (*methods, "syndrome")))
+                if _closer(position, restored, candidate, template.reference):
+                    candidates.append((bytes(candidate), (*methods, "syndrome")))
         return candidates, template.hypotheses
 
     @staticmethod
