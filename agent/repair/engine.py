@@ -79,31 +79,21 @@ def _one_edit_apart(a: bytes, b: bytes) -> bool:
 _NUMBER = frozenset(b"0123456789.")
 
 
-def _number_at(body: bytes | bytearray, start: int, end: int) -> int | None:
-    digits = bytes(body[start:end]).replace(b".", b"")
-    return int(digits) if digits.isdigit() else None
+def _arrived_unchanged(position: int, received: bytes, reference: bytes) -> bool:
+    """The number holding `position` arrived exactly as in the meter's previous valid telegram.
 
-
-def _closer(position: int, received: bytes, candidate: bytearray, reference: bytes) -> bool:
-    """A guessed digit must bring its number strictly closer to the meter's previous telegram.
-
-    A real error moved the number away and undoing it moves it back; a CRC coincidence lands on a
-    number that arrived intact, usually equal or near to the previous one, and moves it away.
+    A CRC coincidence usually lands on such an intact number; a real error rarely recreates the
+    previous value exactly. A guessed digit is therefore never placed in one.
     """
-    if received[position] not in _NUMBER:  # an S/W flag: only back to the previous telegram's
-        return candidate[position] == reference[position] != received[position]
+    if received[position] not in _NUMBER:  # an S/W flag
+        return received[position] == reference[position]
     start = position
     while start > 0 and received[start - 1] in _NUMBER:
         start -= 1
     end = position + 1
     while end < len(received) and received[end] in _NUMBER:
         end += 1
-    before = _number_at(reference, start, end)
-    was = _number_at(received, start, end)
-    now = _number_at(candidate, start, end)
-    if before is None or was is None or now is None:
-        return False
-    return abs(now - before) < abs(was - before)
+    return received[start:end] == reference[start:end]
 
 
 def _changes(received: bytes, accepted: bytes, template: Template) -> list[dict[str, object]]:
@@ -178,6 +168,8 @@ class Repairer:
             except _TooMany:
                 reason = "too_many_errors"
                 continue
+            except _Ambiguous:
+                return Outcome(reason="ambiguous", tried=tried)
             tried += count
             for body, checksum, telegram, methods in found:
                 survivors.setdefault(body + b"!" + checksum, (body, telegram, methods))
@@ -269,6 +261,12 @@ class Repairer:
             return [], 0
         found = []
         tried = searched
+        guesses = [c for c in candidates if "syndrome" in c[1]]
+        if guesses and self._checksum_may_be_damaged(candidates[0][0], checksum, profile, crc):
+            # The body as the template restores it would fit the checksum with one character
+            # damaged: then the checksum, not the body, may be wrong, and a guess would "fit"
+            # the body to a damaged checksum. Two explanations: ambiguous.
+            raise _Ambiguous
         if expected is not None:
             for candidate, methods in candidates:
                 if "syndrome" not in methods:  # those are counted in `searched`
@@ -290,6 +288,13 @@ class Repairer:
                 if accepted is not None:
                     found.append((body, computed, accepted, (*base.methods, "checksum")))
         return found, tried
+
+    @staticmethod
+    def _checksum_may_be_damaged(
+        body: bytes, checksum: bytes, profile: MeterProfile, crc: Callable[[bytes], int]
+    ) -> bool:
+        assert profile.checksum_length is not None
+        return _one_edit_apart(_format_checksum(crc(body), profile.checksum_length), checksum)
 
     def _accept(self, body: bytes, template: Template, profile: MeterProfile) -> Telegram | None:
         if template.violations(body, 0) != []:
@@ -342,7 +347,7 @@ class Repairer:
             if template.classes[position] != CONST and template.fits(position, byte):
                 candidate = bytearray(restored)
                 candidate[position] = byte
-                if _closer(position, restored, candidate, template.reference):
+                if not _arrived_unchanged(position, restored, template.reference):
                     candidates.append((bytes(candidate), (*methods, "syndrome")))
         return candidates, template.hypotheses
 
@@ -394,3 +399,7 @@ class Repairer:
 
 class _TooMany(Exception):
     """More damage than a repair may undo."""
+
+
+class _Ambiguous(Exception):
+    """Two explanations of the damage fit; the frame is rejected rather than guessed."""
