@@ -12,8 +12,11 @@ turned into `/` (`join`).
 
 A candidate is accepted only if its CRC matches, it fits the template exactly, it decodes, it is
 plausible after the meter's previous telegram, and it is the only candidate that does: two
-fitting candidates mean rejection. Every CRC-tested candidate adds about 1/65 536 to the chance
-of a false accept, so `tried` is counted and the sets stay small.
+fitting candidates mean rejection. Uniqueness protects only if no check can refuse the telegram
+the meter really sent, so every check here is one a real telegram always passes (physics, the
+meter's own history); a heuristic that merely prefers some candidates would not be safe.
+Every CRC-tested hypothesis adds about 1/65 536 to the chance of a false accept, so `tried` is
+counted and the sets stay small.
 """
 
 from __future__ import annotations
@@ -74,26 +77,6 @@ def _one_edit_apart(a: bytes, b: bytes) -> bool:
         return sum(x != y for x, y in zip(a, b, strict=True)) == 1
     short, long = (a, b) if len(a) < len(b) else (b, a)
     return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
-
-
-_NUMBER = frozenset(b"0123456789.")
-
-
-def _arrived_unchanged(position: int, received: bytes, reference: bytes) -> bool:
-    """The number holding `position` arrived exactly as in the meter's previous valid telegram.
-
-    A CRC coincidence usually lands on such an intact number; a real error rarely recreates the
-    previous value exactly. A guessed digit is therefore never placed in one.
-    """
-    if received[position] not in _NUMBER:  # an S/W flag
-        return received[position] == reference[position]
-    start = position
-    while start > 0 and received[start - 1] in _NUMBER:
-        start -= 1
-    end = position + 1
-    while end < len(received) and received[end] in _NUMBER:
-        end += 1
-    return received[start:end] == reference[start:end]
 
 
 def _changes(received: bytes, accepted: bytes, template: Template) -> list[dict[str, object]]:
@@ -347,8 +330,7 @@ class Repairer:
             if template.classes[position] != CONST and template.fits(position, byte):
                 candidate = bytearray(restored)
                 candidate[position] = byte
-                if not _arrived_unchanged(position, restored, template.reference):
-                    candidates.append((bytes(candidate), (*methods, "syndrome")))
+                candidates.append((bytes(candidate), (*methods, "syndrome")))
         return candidates, template.hypotheses
 
     @staticmethod
