@@ -168,7 +168,9 @@ class MeterProfile:
         self.bodies: deque[bytes] = deque(maxlen=self.KEEP)
         self.checksum_length: int | None = None
         self.crc: CrcKind | None = None
-        self.history: History | None = None
+        self._latest: Telegram | None = None
+        self._history: History | None = None
+        self._history_of: Telegram | None = None
         self.uppercase = False  # the meter writes its checksum in capitals (DSMR does)
         self._template: Template | None = None
 
@@ -185,21 +187,33 @@ class MeterProfile:
         self._template = None
         if checksum is not None:
             self.checksum_length = len(checksum)
-            self.uppercase = self.uppercase or (
-                checksum.upper() == checksum and not checksum.isdigit()
-            )
+            if not self.uppercase:
+                self.uppercase = checksum.upper() == checksum and not checksum.isdigit()
         if crc is not None:
             self.crc = crc
-        self.accept(telegram)
+        self._latest = telegram
 
     def accept(self, telegram: Telegram) -> None:
         """Record an accepted (valid or repaired) telegram as the latest history."""
-        mbus = {}
-        for device in telegram.mbus:
-            reading = device.reading
-            if reading is not None and isinstance(reading.value, float):
-                mbus[device.equipment_id or str(device.channel)] = (reading.value, reading.time)
-        self.history = History(telegram.meter_time, telegram.fields, mbus)
+        self._latest = telegram
+
+    @property
+    def history(self) -> History | None:
+        """The latest accepted telegram, in the form the plausibility checks use; built only when
+        a repair asks, since clean telegrams must not pay for it."""
+        telegram = self._latest
+        if telegram is None:
+            return None
+        if self._history is None or self._history_of is not telegram:
+            mbus = {}
+            for device in telegram.mbus:
+                reading = device.reading
+                if reading is not None and isinstance(reading.value, float):
+                    key = device.equipment_id or str(device.channel)
+                    mbus[key] = (reading.value, reading.time)
+            self._history = History(telegram.meter_time, telegram.fields, mbus)
+            self._history_of = telegram
+        return self._history
 
     def template(self) -> Template | None:
         if not self.bodies:
