@@ -140,6 +140,13 @@ class MeterPipeline:
         header = self._header(frame)
         return not any(_alike(header, known) for known in self._meters)
 
+    def _fields(self, telegram: Telegram) -> tuple[dict[str, FieldValue], dict[str, float]]:
+        """The `p1` fields of an accepted telegram with the derived values added, and those."""
+        fields = telegram_fields(telegram)
+        derived = self._deriver(telegram.meter).derive(telegram.meter_time, fields)
+        fields.update(derived)
+        return fields, derived
+
     def _deriver(self, meter: str) -> Deriver:
         deriver = self._derivers.get(meter)
         if deriver is None:
@@ -210,9 +217,7 @@ class MeterPipeline:
         telegram = outcome.telegram
         frame = Frame(outcome.body, outcome.checksum, received.offset, received.skipped)
         meter.profile.accept(telegram)
-        fields = telegram_fields(telegram)
-        derived = self._deriver(telegram.meter).derive(telegram.meter_time, fields)
-        fields.update(derived)
+        fields, derived = self._fields(telegram)
         repair: dict[str, object] = {
             "method": outcome.method,
             "changes": outcome.changes,
@@ -259,7 +264,5 @@ class MeterPipeline:
         if self.repairer is not None:
             meter.profile.learn(frame.body, frame.checksum, kind, telegram)
         self._remember(frame, meter)
-        fields = telegram_fields(telegram)
-        derived = self._deriver(telegram.meter).derive(telegram.meter_time, fields)
-        fields.update(derived)
+        fields, derived = self._fields(telegram)
         return Result(VALID, frame, telegram, crc=kind, fields=fields, derived=derived)

@@ -8,6 +8,7 @@ S/W clock flag. A received frame is judged against that template.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
@@ -91,8 +92,6 @@ class Template:
 
     def line_of(self, position: int) -> str:
         """The OBIS reference of the line holding `position`."""
-        from bisect import bisect_right
-
         index = max(0, bisect_right(self.line_starts, position) - 1)
         return self.line_keys[index]
 
