@@ -112,23 +112,22 @@ class MeterPipeline:
         end = frame.body.find(b"\r\n", 0, 128)
         return frame.body[:end] if end > 0 else b""
 
-    def _meter(self, frame: Frame) -> _Meter:
+    def _meter(self, frame: Frame, header: bytes) -> _Meter:
         """The known meter this frame comes from, or a new one (remembered once it is accepted,
         so garbage cannot fill the table)."""
-        meter = self._meters.get(self._header(frame))
+        meter = self._meters.get(header)
         if meter is not None:
             return meter
-        if self._last is not None and not self._new_meter(frame):
+        if self._last is not None and not self._new_meter(frame, header):
             return self._last  # an identification line we do not know: the last meter's, damaged
         return _Meter(CrcChecker(self._crc), MeterProfile())
 
-    def _remember(self, frame: Frame, meter: _Meter) -> None:
-        header = self._header(frame)
+    def _remember(self, header: bytes, meter: _Meter) -> None:
         if header not in self._meters and len(self._meters) < self.MAX_METERS:
             self._meters[header] = meter
         self._last = meter
 
-    def _new_meter(self, frame: Frame) -> bool:
+    def _new_meter(self, frame: Frame, header: bytes) -> bool:
         """A whole frame that checks out on its own, or carries no checksum at all (as DSMR 2.2
         and EasyMeter frames do) under an identification line unlike any we know, comes from a
         meter not seen before."""
@@ -137,7 +136,6 @@ class MeterPipeline:
         expected = frame.expected_crc
         if expected is not None:
             return CrcChecker(self._crc).check(frame.body, expected) is not None
-        header = self._header(frame)
         return not any(_alike(header, known) for known in self._meters)
 
     def _fields(self, telegram: Telegram) -> tuple[dict[str, FieldValue], dict[str, float]]:
@@ -236,7 +234,8 @@ class MeterPipeline:
         )
 
     def _process(self, frame: Frame) -> Result:
-        meter = self._meter(frame)
+        header = self._header(frame)
+        meter = self._meter(frame, header)
         if frame.truncated:
             return self._fail(frame, meter, "truncated")
         if frame.headless:
@@ -263,6 +262,6 @@ class MeterPipeline:
             return self._reject(frame, "no_readings")
         if self.repairer is not None:
             meter.profile.learn(frame.body, frame.checksum, kind, telegram)
-        self._remember(frame, meter)
+        self._remember(header, meter)
         fields, derived = self._fields(telegram)
         return Result(VALID, frame, telegram, crc=kind, fields=fields, derived=derived)

@@ -69,6 +69,12 @@ def _format_checksum(value: int, length: int) -> bytes:
     return b"%0*X" % (length, value) if length >= 4 else b"%X" % value
 
 
+def _computed(body: bytes, profile: MeterProfile, crc: Callable[[bytes], int]) -> bytes:
+    """The checksum this meter would have written for `body`."""
+    assert profile.checksum_length is not None
+    return _format_checksum(crc(body), profile.checksum_length)
+
+
 def _one_edit_apart(a: bytes, b: bytes) -> bool:
     """True when `a` becomes `b` by one substitution, insertion or deletion."""
     if a == b or abs(len(a) - len(b)) > 1:
@@ -245,7 +251,7 @@ class Repairer:
         found = []
         tried = searched
         guesses = [c for c in candidates if "syndrome" in c[1]]
-        if guesses and self._checksum_may_be_damaged(candidates[0][0], checksum, profile, crc):
+        if guesses and _one_edit_apart(_computed(candidates[0][0], profile, crc), checksum):
             # The body as the template restores it would fit the checksum with one character
             # damaged: then the checksum, not the body, may be wrong, and a guess would "fit"
             # the body to a damaged checksum. Two explanations: ambiguous.
@@ -264,20 +270,13 @@ class Repairer:
         if extra == 0 and template.violations(body, 0) == []:
             # An intact body with a damaged checksum field: the computed checksum must be one
             # edit away from what arrived (12 of 16 bits agree), and the body fit everything.
-            computed = _format_checksum(crc(body), profile.checksum_length)
+            computed = _computed(body, profile, crc)
             tried += 1
             if _one_edit_apart(computed, checksum):
                 accepted = self._accept(body, template, profile)
                 if accepted is not None:
                     found.append((body, computed, accepted, (*base.methods, "checksum")))
         return found, tried
-
-    @staticmethod
-    def _checksum_may_be_damaged(
-        body: bytes, checksum: bytes, profile: MeterProfile, crc: Callable[[bytes], int]
-    ) -> bool:
-        assert profile.checksum_length is not None
-        return _one_edit_apart(_format_checksum(crc(body), profile.checksum_length), checksum)
 
     def _accept(self, body: bytes, template: Template, profile: MeterProfile) -> Telegram | None:
         if template.violations(body, 0) != []:
