@@ -7,9 +7,24 @@ import os
 import sys
 from collections.abc import Sequence
 
+from agent.config import OPTIONS, Option, parse_bool, parse_duration, parse_size
 from agent.noise import MODES as NOISE_MODES
 
 EPILOG = "Every `run` option is also read from a P1_* environment variable (see README)."
+RUN_EPILOG = """\
+Every option is also read from the environment variable shown, and from the TOML file given by
+--config (keys as in `p1-agent check-config`); flags win over the environment, which wins over
+the file. Secrets only from the environment or files: P1_INFLUX_TOKEN or P1_INFLUX_TOKEN_FILE
+(v2), P1_INFLUX_PASSWORD or P1_INFLUX_PASSWORD_FILE (v1).
+
+Sources (repeat --source for several meters; P1_SOURCE takes them separated by spaces):
+  /dev/ttyUSB0, /dev/p1           a serial device (USB P1 cable)
+  socket://HOST:PORT              a TCP bridge (ser2net, ESP-Link, Tasmota)
+  rfc2217://HOST:PORT             an RFC 2217 serial server
+  file:PATH[,realtime|,follow]    a capture, read at once, paced like the meter, or followed
+  simulator[:dsmr5|hu][,noise=R]  the built-in simulated meter (default), optionally noisy
+  NAME=URL                        the same, with readings tagged meter=NAME
+"""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,37 +37,66 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser(
         "run",
-        help="the live agent: sources → local store, with Prometheus metrics",
-        description="Read meters and keep every accepted reading in the local store "
-        "(DATA_DIR/store.sqlite), serving Prometheus metrics and /healthz.",
+        help="the live agent: meters → spool → InfluxDB, with Prometheus metrics",
+        description="Read meters, repair what the line damaged, keep every accepted reading in "
+        "the spool (DATA_DIR/store.sqlite) and deliver it to InfluxDB when one is configured; "
+        "serve Prometheus /metrics and /healthz.",
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument(
-        "--source",
-        action="append",
-        metavar="URL",
-        help="`simulator[:dsmr5|hu][,noise=RATE]` or `file:PATH`; repeat for several meters "
-        "(P1_SOURCE, comma-separated; default: simulator)",
+    _agent_options(run)
+
+    check = sub.add_parser(
+        "check-config",
+        help="print the effective configuration (secrets masked) and test the connections",
+        description="Print the configuration `run` would use, with where each value came from "
+        "and secrets masked, then open every source until a telegram arrives and test the "
+        "InfluxDB connection and credentials. Exit status 1 when a test fails.",
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument(
-        "--data-dir", metavar="DIR", help="local store and state (P1_DATA_DIR; default: ./data)"
+    _agent_options(check)
+    check.add_argument(
+        "--no-test", action="store_true", help="only print the configuration; connect to nothing"
     )
-    run.add_argument(
+    check.add_argument(
+        "--wait",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long to wait for a telegram from each source (default: 30)",
+    )
+
+    export = sub.add_parser(
+        "export",
+        help="write the readings kept in the local store as line protocol, JSONL or CSV",
+        description="Export the points in DATA_DIR/store.sqlite (the embedded store, or what the "
+        "spool still holds for InfluxDB), oldest first. Read-only: the store keeps them.",
+    )
+    export.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="the agent's data directory (P1_DATA_DIR; default: ./data)",
+    )
+    export.add_argument(
+        "--format",
+        choices=("line-protocol", "jsonl", "csv"),
+        default="line-protocol",
+        help="output format (default: line-protocol, which `influx write` imports)",
+    )
+    export.add_argument(
+        "--output", "-o", default="-", metavar="FILE", help="output file, - for stdout (default)"
+    )
+
+    health = sub.add_parser(
+        "healthcheck",
+        help="exit 0 when the running agent answers /healthz (for Docker's HEALTHCHECK)",
+        description="Ask the agent's /healthz on the metrics address; exit 0 if it is healthy.",
+    )
+    health.add_argument(
         "--metrics-address",
         metavar="HOST:PORT",
-        help="Prometheus /metrics and /healthz (P1_METRICS_ADDRESS; default: 127.0.0.1:9224)",
-    )
-    run.add_argument(
-        "--meter-timezone",
-        metavar="ZONE",
-        help="meter clock zone (P1_METER_TIMEZONE; default: Europe/Amsterdam)",
-    )
-    run.add_argument(
-        "--max-frame",
-        metavar="BYTES",
-        help="drop frames longer than this (P1_MAX_FRAME; default: 16384)",
-    )
-    run.add_argument(
-        "--log-level", metavar="LEVEL", help="debug, info, warning or error (P1_LOG_LEVEL)"
+        help="where the agent serves /healthz (P1_METRICS_ADDRESS; default: 127.0.0.1:9224)",
     )
 
     replay = sub.add_parser(
@@ -142,6 +186,34 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _agent_options(parser: argparse.ArgumentParser) -> None:
+    """`run` and `check-config` share every option, generated from the one table in config."""
+    parser.add_argument("--config", metavar="FILE", help="TOML settings file (P1_CONFIG)")
+    parser.add_argument(
+        "--source",
+        action="append",
+        metavar="URL",
+        help="a meter to read (see below); repeat for several (P1_SOURCE; default: simulator)",
+    )
+    for option in OPTIONS:
+        default = f"; default: {option.default}" if option.default not in (None, "") else ""
+        text = f"{option.help} ({option.env}{default})"
+        if option.parse is parse_bool:
+            parser.add_argument(
+                option.flag, dest=option.dest, action=argparse.BooleanOptionalAction, help=text
+            )
+        else:
+            parser.add_argument(option.flag, dest=option.dest, metavar=_metavar(option), help=text)
+
+
+def _metavar(option: Option) -> str:
+    if option.parse in (parse_duration,):
+        return "DURATION"
+    if option.parse is parse_size:
+        return "SIZE"
+    return option.key.rpartition(".")[2].upper()
+
+
 def _fail(message: str) -> int:
     sys.stderr.write(f"p1-agent: error: {message}\n")
     return 2
@@ -158,6 +230,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             from agent.commands import simulate_command
 
             return simulate_command(args)
+        if args.command == "export":
+            from agent.commands import export_command
+
+            return export_command(args)
+        if args.command == "healthcheck":
+            from agent.commands import healthcheck_command
+
+            return healthcheck_command(args)
+        if args.command == "check-config":
+            from agent.commands import check_config_command
+
+            return check_config_command(args)
         from agent.commands import run_command
 
         return run_command(args)

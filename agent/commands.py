@@ -12,6 +12,7 @@ from agent.pipeline import MeterPipeline
 from agent.telegram import MeterZone
 
 if TYPE_CHECKING:
+    from agent.config import Settings, SourceSettings
     from agent.noise import NoisyChannel
 
 
@@ -112,15 +113,141 @@ def _noisy_channel(args: argparse.Namespace, telegram: bytes) -> NoisyChannel | 
     return NoisyChannel(rates, f"noise-{args.seed}")
 
 
-def run_command(args: argparse.Namespace) -> int:
+def _settings(args: argparse.Namespace) -> Settings:
     from agent import config
-    from agent.logs import configure
-    from agent.run import run
+    from agent.logs import register_secret
 
     try:
         settings = config.load(vars(args))
         MeterZone(settings.meter_timezone)
     except config.ConfigError as exc:
         raise ValueError(str(exc)) from None
+    if settings.influx is not None:
+        register_secret(settings.influx.token)
+        register_secret(settings.influx.password)
+    return settings
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from agent.logs import configure
+    from agent.run import run
+
+    settings = _settings(args)
     configure(settings.log_level)
     return run(settings)
+
+
+def check_config_command(args: argparse.Namespace) -> int:
+    """Print the effective configuration, then try every source and the InfluxDB connection."""
+    from agent.config import describe
+    from agent.logs import configure
+
+    settings = _settings(args)
+    configure("error")  # the checks report for themselves; keep retry chatter out
+    for line in describe(settings):
+        print(line)
+    if args.no_test:
+        return 0
+    print("\n# checks")
+    ok = True
+    for source in settings.sources:
+        passed, message = _check_source(settings, source.url, source, args.wait)
+        ok &= passed
+        print(f"{'ok' if passed else 'FAILED'}: source {message}")
+    if settings.influx is None:
+        print("ok: no InfluxDB configured; readings stay in the local store")
+    else:
+        from agent.sinks.influx import WriteError, make_writer
+
+        writer = make_writer(settings.influx)
+        try:
+            print(f"ok: {writer.check()}")
+        except WriteError as exc:
+            ok = False
+            print(f"FAILED: {exc}")
+        finally:
+            writer.close()
+    sys.stdout.flush()
+    return 0 if ok else 1
+
+
+def _check_source(
+    settings: Settings, url: str, source: SourceSettings, wait: float
+) -> tuple[bool, str]:
+    import threading
+
+    from agent.redact import mask_url
+    from agent.sources import open_source
+
+    stop = threading.Event()
+    opened = open_source(
+        url,
+        stop,
+        serial_settings=source.serial_settings,
+        read_timeout=settings.read_timeout,
+        name=source.name,
+    )
+    pipeline = MeterPipeline(zone=MeterZone(settings.meter_timezone), max_frame=settings.max_frame)
+    deadline = time.monotonic() + wait
+    shown = mask_url(url)
+    try:
+        while time.monotonic() < deadline:
+            data = opened.read()
+            results = pipeline.close() if data is None else pipeline.feed(data)
+            for result in results:
+                if result.telegram is not None:
+                    return True, (
+                        f"{shown}: telegram from meter {result.telegram.meter} ({result.status})"
+                    )
+            if data is None:
+                return False, f"{shown}: ended without a valid telegram"
+        problem = opened.hint or opened.last_error or "no bytes arrived"
+        return False, f"{shown}: no telegram within {wait:g} s ({problem})"
+    finally:
+        opened.close()
+
+
+def export_command(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from agent.replay import open_output
+    from agent.sinks.export import export
+
+    data_dir = Path(args.data_dir or os.environ.get("P1_DATA_DIR") or "data")
+    path = data_dir / "store.sqlite"
+    if not path.is_file():
+        raise ValueError(f"no local store at {path} (is --data-dir right?)")
+    out = open_output(args.output)
+    try:
+        count = export(path, args.format, out)
+    finally:
+        if args.output != "-":
+            out.close()
+        else:
+            out.flush()
+    sys.stderr.write(f"export: {count} points from {path}\n")
+    return 0
+
+
+def healthcheck_command(args: argparse.Namespace) -> int:
+    import os
+    import urllib.request
+
+    from agent.config import DEFAULT_METRICS_ADDRESS, ConfigError, parse_address
+
+    text = args.metrics_address or os.environ.get("P1_METRICS_ADDRESS") or DEFAULT_METRICS_ADDRESS
+    try:
+        host, port = parse_address(text)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    if host in ("0.0.0.0", "::", ""):  # listening everywhere: ask over loopback
+        host = "127.0.0.1"
+    url = f"http://{host}:{port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            healthy = response.status == 200
+    except OSError as exc:
+        sys.stderr.write(f"p1-agent: unhealthy: {url}: {exc}\n")
+        return 1
+    return 0 if healthy else 1

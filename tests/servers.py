@@ -6,6 +6,8 @@ installs every server (`.ci/run`) and a silent skip there would hide a broken te
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import os
 import shutil
@@ -15,7 +17,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +42,13 @@ def free_port() -> int:
 
 
 def http(
-    method: str, url: str, body: bytes | None = None, timeout: float = 10.0
+    method: str,
+    url: str,
+    body: bytes | None = None,
+    timeout: float = 10.0,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=body, method=method)
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return int(response.status), bytes(response.read())
@@ -73,12 +79,14 @@ class Server:
     workdir: Path
     argv: list[str]
     proc: subprocess.Popen[bytes] | None = None
+    ready_path: str = ""
 
     @property
     def log(self) -> Path:
         return self.workdir / "server.log"
 
     def start(self, ready_path: str) -> None:
+        self.ready_path = ready_path
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT)
         wait_http(self.url + ready_path, self.proc, self.log)
@@ -93,16 +101,30 @@ class Server:
                 self.proc.wait()
         self.proc = None
 
+    def restart(self) -> None:
+        """Start again on the same port with the same data (after stop())."""
+        self.stop()
+        self.start(self.ready_path)
+
 
 class InfluxDB1(Server):
     """InfluxDB 1.x (Debian's `influxdb`), v1 HTTP API."""
+
+    admin: tuple[str, str] | None = None  # user and password when auth is enabled
 
     def query(self, q: str, db: str | None = None) -> list[dict[str, object]]:
         """Rows of every series as dicts (column → value), with the series' tags merged in."""
         params = {"q": q, "epoch": "s"}
         if db:
             params["db"] = db
-        status, body = http("POST", f"{self.url}/query?" + urllib.parse.urlencode(params))
+        headers = {}
+        if self.admin is not None:
+            user, password = self.admin
+            token = base64.b64encode(f"{user}:{password}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        status, body = http(
+            "POST", f"{self.url}/query?" + urllib.parse.urlencode(params), headers=headers
+        )
         assert status == 200, body
         rows: list[dict[str, object]] = []
         for result in json.loads(body)["results"]:
@@ -134,7 +156,8 @@ class VictoriaMetrics(Server):
 
 
 @contextmanager
-def influxdb1(workdir: Path) -> Iterator[InfluxDB1]:
+def influxdb1(workdir: Path, auth: bool = False) -> Iterator[InfluxDB1]:
+    """With `auth`, `[http] auth-enabled` and an admin user (`server.admin`) for queries."""
     binary = require_binary("influxd")
     workdir.mkdir(parents=True, exist_ok=True)
     port, rpc = free_port(), free_port()
@@ -151,6 +174,7 @@ bind-address = "127.0.0.1:{rpc}"
 [http]
   bind-address = "127.0.0.1:{port}"
   log-enabled = false
+  auth-enabled = {str(auth).lower()}
 [logging]
   level = "warn"
 [monitor]
@@ -162,6 +186,9 @@ bind-address = "127.0.0.1:{rpc}"
     )
     server.start("/ping")
     try:
+        if auth:  # 1.x lets the first admin user be created without credentials
+            server.query("CREATE USER admin WITH PASSWORD 'admin-pass' WITH ALL PRIVILEGES")
+            server.admin = ("admin", "admin-pass")
         yield server
     finally:
         server.stop()
@@ -190,3 +217,81 @@ def victoria_metrics(workdir: Path) -> Iterator[VictoriaMetrics]:
         yield server
     finally:
         server.stop()
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]  # names in title case (`Content-Encoding`)
+    body: bytes  # gunzipped when sent with Content-Encoding: gzip
+    at: float  # time.monotonic() on arrival
+
+
+Reply = tuple[int, dict[str, str], bytes]
+
+
+class ScriptedHTTP:
+    """A local HTTP server whose answers a test scripts (`respond(request) → status, headers,
+    body`), recording every request; for status handling no real server can be made to show."""
+
+    def __init__(self, respond: Callable[[Request], Reply], tls: tuple[Path, Path] | None = None):
+        import http.server
+        import ssl
+        import threading
+
+        self.requests: list[Request] = []
+        self.respond = respond
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                headers = {key.title(): value for key, value in self.headers.items()}
+                request = Request(self.command, self.path, headers, body, time.monotonic())
+                owner.requests.append(request)
+                status, headers, reply = owner.respond(request)
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            do_GET = do_POST = _serve
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            def handle_error(self, request: object, client_address: object) -> None:
+                pass  # a client that gave up (timeout tests) is expected, not news
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, args=(0.02,), daemon=True
+        )  # a short poll interval: close() waits for one
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> ScriptedHTTP:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -33,6 +33,18 @@ _GAUGES: dict[str, tuple[str, str, dict[str, str], float]] = {
         {},
         1000.0,
     ),
+    "demand_import_kw": (
+        "p1_demand_import_watts",
+        "Average import power of the current quarter hour (Belgian capacity tariff)",
+        {},
+        1000.0,
+    ),
+    "demand_import_month_max_kw": (
+        "p1_demand_import_month_peak_watts",
+        "Highest quarter-hour demand of this month (Belgian capacity tariff)",
+        {},
+        1000.0,
+    ),
     "current_estimated_total_a": (
         "p1_current_estimated_amperes",
         "Total current estimated from power and voltage",
@@ -60,6 +72,12 @@ for _p in ("l1", "l2", "l3"):
         {"phase": _p},
         1000.0,
     )
+    _GAUGES[f"current_limit_{_p}_a"] = (
+        "p1_current_limit_amperes",
+        "Current limit the meter reports per phase",
+        {"phase": _p},
+        1.0,
+    )
     _GAUGES[f"power_factor_{_p}"] = (
         "p1_phase_power_factor",
         "Power factor per phase",
@@ -81,6 +99,26 @@ _COUNTERS: dict[str, tuple[str, str, dict[str, str], float]] = {
         KWH_TO_JOULES,
     ),
 }
+_COUNTERS["power_failures"] = ("p1_power_failures", "Power failures in any phase", {}, 1.0)
+_COUNTERS["power_failures_long"] = (
+    "p1_long_power_failures",
+    "Long power failures in any phase",
+    {},
+    1.0,
+)
+for _p in ("l1", "l2", "l3"):
+    _COUNTERS[f"voltage_sags_{_p}"] = (
+        "p1_voltage_sags",
+        "Voltage sags counted by the meter",
+        {"phase": _p},
+        1.0,
+    )
+    _COUNTERS[f"voltage_swells_{_p}"] = (
+        "p1_voltage_swells",
+        "Voltage swells counted by the meter",
+        {"phase": _p},
+        1.0,
+    )
 for _t in range(1, 5):
     _COUNTERS[f"energy_import_t{_t}_kwh"] = (
         "p1_energy_import_joules",
@@ -107,15 +145,25 @@ class MeterState:
     fields: dict[str, FieldValue] = field(default_factory=dict)
     connected: bool = False
     reconnects: int = 0
+    bytes_total: int = 0
+    clock_skew: float | None = None  # meter clock minus host clock, at arrival
+    interval: float | None = None  # host time between the last two accepted telegrams
     spool_points: int = 0
     spool_oldest_age: float = 0.0
+    spool_evicted: Counter[str] = field(default_factory=Counter)  # by reason: size, age
+    spool_errors: int = 0  # telegrams whose commit to the spool failed (disk full, I/O error)
+    spool_dropped: int = 0  # telegrams given up after the spool stayed unwritable
+    influx_written: int = 0
+    influx_errors: Counter[str] = field(default_factory=Counter)  # failed writes by kind
+    influx_refused: int = 0  # points the server refused for good, set aside in the spool
     gas_m3: float | None = None
 
 
 class Metrics(Collector):
     """Thread-safe holder of everything /metrics shows."""
 
-    def __init__(self) -> None:
+    def __init__(self, fuse_limit: float | None = None) -> None:
+        self.fuse_limit = fuse_limit  # amperes per phase, from the configuration
         self._lock = threading.Lock()
         self.meters: dict[str, MeterState] = {}
         self.registry = CollectorRegistry(auto_describe=False)
@@ -136,7 +184,9 @@ class Metrics(Collector):
                 del self.meters[old]
         return self.meter(new)
 
-    def observe(self, meter: str, result: Result, now: float) -> None:
+    def observe(
+        self, meter: str, result: Result, now: float, meter_time: float | None = None
+    ) -> None:
         state = self.meter(meter)
         with self._lock:
             state.telegrams[result.status] += 1
@@ -151,6 +201,10 @@ class Metrics(Collector):
                     for change in changes:
                         state.line_errors[str(change.get("line", "unknown"))] += 1
             if result.accepted:
+                if state.last_telegram is not None:
+                    state.interval = now - state.last_telegram
+                if meter_time is not None:
+                    state.clock_skew = meter_time - now
                 state.last_telegram = now
                 state.fields = result.fields
                 if result.telegram is not None:
@@ -198,8 +252,54 @@ class Metrics(Collector):
         reconnects = CounterMetricFamily(
             "p1_source_reconnects", "Source reconnections", labels=["meter"]
         )
+        received = CounterMetricFamily(
+            "p1_source_bytes", "Bytes read from the source", labels=["meter"]
+        )
+        skew = GaugeMetricFamily(
+            "p1_meter_clock_skew_seconds",
+            "Meter clock minus host clock when the last telegram arrived",
+            labels=["meter"],
+        )
+        interval = GaugeMetricFamily(
+            "p1_telegram_interval_seconds",
+            "Host time between the last two accepted telegrams",
+            labels=["meter"],
+        )
         spool = GaugeMetricFamily(
             "p1_spool_points", "Points in the local store or spool", labels=["meter"]
+        )
+        oldest = GaugeMetricFamily(
+            "p1_spool_oldest_age_seconds",
+            "Age of the oldest point waiting in the spool (0 when empty)",
+            labels=["meter"],
+        )
+        evicted = CounterMetricFamily(
+            "p1_spool_evicted_points",
+            "Points dropped from the spool by its size or age bound, oldest first",
+            labels=["meter", "reason"],
+        )
+        spool_errors = CounterMetricFamily(
+            "p1_spool_write_errors",
+            "Telegrams whose commit to the spool failed (disk full, I/O error); retried",
+            labels=["meter"],
+        )
+        dropped = CounterMetricFamily(
+            "p1_spool_dropped_telegrams",
+            "Telegrams given up because the spool stayed unwritable",
+            labels=["meter"],
+        )
+        written = CounterMetricFamily(
+            "p1_influx_points_written", "Points acknowledged by InfluxDB", labels=["meter"]
+        )
+        write_errors = CounterMetricFamily(
+            "p1_influx_write_errors",
+            "Failed InfluxDB writes that held this meter's points, by kind",
+            labels=["meter", "kind"],
+        )
+        refused = CounterMetricFamily(
+            "p1_influx_refused_points",
+            "Points InfluxDB refused for good (kept aside in the spool's rejected_points)",
+            labels=["meter"],
         )
         for name, s in meters.items():
             for result in ("valid", "repaired", "rejected"):
@@ -215,8 +315,24 @@ class Metrics(Collector):
                 last.add_metric([name], s.last_telegram)
             up.add_metric([name], 1.0 if s.connected else 0.0)
             reconnects.add_metric([name], s.reconnects)
+            received.add_metric([name], s.bytes_total)
+            if s.clock_skew is not None:
+                skew.add_metric([name], s.clock_skew)
+            if s.interval is not None:
+                interval.add_metric([name], s.interval)
             spool.add_metric([name], s.spool_points)
-        yield from (telegrams, crc, corrected, rejected, lines, last, up, reconnects, spool)
+            oldest.add_metric([name], s.spool_oldest_age)
+            for reason in ("size", "age"):
+                evicted.add_metric([name, reason], s.spool_evicted[reason])
+            spool_errors.add_metric([name], s.spool_errors)
+            dropped.add_metric([name], s.spool_dropped)
+            written.add_metric([name], s.influx_written)
+            for kind, n in s.influx_errors.items():
+                write_errors.add_metric([name, kind], n)
+            refused.add_metric([name], s.influx_refused)
+        yield from (telegrams, crc, corrected, rejected, lines, last, up, reconnects, received)
+        yield from (skew, interval, spool, oldest, evicted, spool_errors, dropped)
+        yield from (written, write_errors, refused)
 
     def _readings(self, meters: dict[str, MeterState]) -> Iterator[Metric]:
         families: dict[str, Metric] = {}
@@ -232,6 +348,15 @@ class Metrics(Collector):
                             metric, doc, labels=["meter", *labels]
                         )
                     family.add_metric([meter, *labels.values()], value * factor)  # type: ignore[attr-defined]
+        if self.fuse_limit is not None:
+            fuse = GaugeMetricFamily(
+                "p1_fuse_limit_amperes",
+                "Main fuse rating per phase, as configured (fuse_limit)",
+                labels=["meter"],
+            )
+            for meter in meters:
+                fuse.add_metric([meter], self.fuse_limit)
+            yield fuse
         gas = CounterMetricFamily("p1_gas_cubic_meters", "Gas meter register", labels=["meter"])
         for meter, s in meters.items():
             if s.gas_m3 is not None:

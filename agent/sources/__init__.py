@@ -1,84 +1,79 @@
-"""Byte sources: thin adapters that hand raw bytes to the pipeline."""
+"""Byte sources: thin adapters that hand raw bytes to the pipeline.
+
+`open_source(url, stop, …)` picks one by its URL:
+- a device path (`/dev/ttyUSB0`) or a pyserial URL (`socket://HOST:PORT`, `rfc2217://HOST:PORT`):
+  `serial.py`, kept connected for as long as the agent runs;
+- `file:PATH[,realtime|,follow]`: `file.py`;
+- `simulator[:FLAVOUR][,noise=RATE][,interval=SECONDS]`: `simulator.py`.
+"""
 
 from __future__ import annotations
 
 import threading
-import time
-from pathlib import Path
 from typing import Protocol
 
-from agent.noise import NoisyChannel, applicable_modes, parse_rate, spread_rate
-from agent.simulate import FLAVOURS, SimulatedMeter
+from agent.sources.file import open_file
+from agent.sources.serial import open_serial
+from agent.sources.simulator import open_simulator
 
 
 class Source(Protocol):
-    name: str
+    name: str  # for display: the URL with any password replaced, or the configured name
 
     def read(self) -> bytes | None:
-        """Bytes as they arrive; b"" when nothing came; None at the end of the source."""
+        """Bytes as they arrive; b"" when nothing came within a short poll (at most 0.5 s, so the
+        caller notices a stop); None only at a definitive end (a file read once to its end).
+        I/O trouble on a link is handled inside (reconnect), never raised."""
+        ...
+
+    def telegram_seen(self) -> None:
+        """The caller accepted a telegram from these bytes (the link works)."""
         ...
 
     def close(self) -> None: ...
 
+    # State for metrics, read by the caller.
+    @property
+    def connected(self) -> bool: ...
 
-class SimulatorSource:
-    """The built-in simulated meter, paced in real time, optionally behind a noisy line."""
+    @property
+    def reconnects(self) -> int:
+        """Successful connections after the first."""
+        ...
 
-    def __init__(self, flavour: str, stop: threading.Event, noise: float = 0.0) -> None:
-        self.name = f"simulator:{flavour}"
-        self.meter = SimulatedMeter(flavour)
-        first = self.meter.next_telegram()
-        self.channel = NoisyChannel(spread_rate(noise, applicable_modes(first))) if noise else None
-        self._pending: bytes | None = first
-        self._stop = stop
-        self._next = time.monotonic()
+    @property
+    def bytes_total(self) -> int: ...
 
-    def read(self) -> bytes | None:
-        delay = self._next - time.monotonic()
-        if delay > 0 and self._stop.wait(delay):
-            return b""
-        self._next += self.meter.interval
-        telegram = self._pending or self.meter.next_telegram()
-        self._pending = None
-        return self.channel.transmit(telegram) if self.channel else telegram
+    @property
+    def last_error(self) -> str | None:
+        """The latest trouble as one line, e.g. `cannot open /dev/ttyUSB0: No such file…`."""
+        ...
 
-    def close(self) -> None:
-        pass
+    @property
+    def hint(self) -> str | None:
+        """Why no telegram arrives (signal, speed, data-request line), once there is reason to
+        think so; None again after a telegram."""
+        ...
 
 
-class FileSource:
-    """A capture file, read once."""
+def open_source(
+    url: str,
+    stop: threading.Event,
+    *,
+    serial_settings: str = "115200-8N1",
+    read_timeout: float = 30.0,
+    name: str | None = None,
+) -> Source:
+    """The source for `url`; ValueError with a one-line reason for a configuration mistake.
 
-    def __init__(self, path: Path) -> None:
-        self.name = f"file:{path}"
-        self._file = path.open("rb")
-
-    def read(self) -> bytes | None:
-        return self._file.read(65536) or None
-
-    def close(self) -> None:
-        self._file.close()
-
-
-def open_source(url: str, stop: threading.Event) -> Source:
-    """`simulator[:FLAVOUR][,noise=RATE]` or `file:PATH`; ValueError with a one-line reason."""
+    `serial_settings` (`115200-8N1`, `9600-7E1`, `auto`) and `read_timeout` (reconnect when a
+    link that has spoken stays silent this long) apply to serial links only. `stop` cuts every
+    wait short. `name` replaces the display name.
+    """
     if url == "simulator" or url.startswith(("simulator:", "simulator,")):
-        spec, _, options = url.partition(",")
-        flavour = spec.partition(":")[2] or "dsmr5"
-        if flavour not in FLAVOURS:
-            raise ValueError(
-                f"unknown simulator flavour {flavour!r} (choose from {', '.join(FLAVOURS)})"
-            )
-        noise = 0.0
-        if options:
-            key, _, value = options.partition("=")
-            if key != "noise":
-                raise ValueError(f"unknown simulator option {key!r} (only noise=RATE)")
-            noise = parse_rate(value, "simulator noise")
-        return SimulatorSource(flavour, stop, noise)
+        return open_simulator(url, stop, name)
     if url.startswith("file:"):
-        path = Path(url[5:])
-        if not path.is_file():
-            raise ValueError(f"capture file {path} does not exist")
-        return FileSource(path)
-    raise ValueError(f"source {url!r} is not supported yet (use simulator or file:PATH)")
+        return open_file(url, stop, name)
+    return open_serial(
+        url, stop, serial_settings=serial_settings, read_timeout=read_timeout, name=name
+    )

@@ -1,0 +1,405 @@
+"""InfluxDB writers: the v2 API through the official client, the v1 API (1.x) over urllib3.
+
+A writer sends one batch of line protocol (second precision) and either returns (the server
+acknowledged every point) or raises WriteError with a `kind` the deliverer acts on. Neither writer
+retries by itself: retries, backoff and splitting are the deliverer's, so a request never blocks
+longer than the target's timeout. Messages name the URL (without credentials) and never the
+token or password.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import email.utils
+import gzip
+import json
+import time
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Protocol, cast
+
+import urllib3
+from influxdb_client.client.influxdb_client import InfluxDBClient
+from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.domain.write_precision import WritePrecision
+from influxdb_client.rest import ApiException
+
+MASK = "****"
+# The client declares its precision constants as plain strings but its write() as WritePrecision.
+_SECONDS = cast(WritePrecision, WritePrecision.S)
+KINDS = (
+    "auth",  # 401/403: token, user or permission
+    "not_found",  # 404: no such bucket, database or API
+    "too_large",  # 413: the batch is over the server's limit
+    "bad_data",  # 400/422: a line is refused (syntax, type conflict, outside retention)
+    "throttled",  # 429/503: come back later (Retry-After)
+    "server",  # other 5xx and unexpected answers
+    "timeout",
+    "connection",
+    "tls",
+)
+
+
+@dataclass(frozen=True)
+class InfluxTarget:
+    url: str
+    api: str = "v2"  # "v2" (InfluxDB 2.x, 3.x, 1.8+) or "v1" (1.x)
+    org: str = ""
+    bucket: str = ""
+    token: str | None = None
+    database: str = ""
+    retention_policy: str | None = None
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    verify_tls: bool = True
+    gzip: bool = True
+    timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.api not in ("v1", "v2"):
+            raise ValueError(f"unknown InfluxDB API {self.api!r} (v1 or v2)")
+
+    def __repr__(self) -> str:
+        parts = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("token", "password") and value:
+                value = MASK
+            parts.append(f"{f.name}={value!r}")
+        return f"InfluxTarget({', '.join(parts)})"
+
+    @property
+    def shown_url(self) -> str:
+        """The URL for messages: without any `user:password@`."""
+        parts = urllib.parse.urlsplit(self.url)
+        host = parts.netloc.rpartition("@")[2]
+        return urllib.parse.urlunsplit(parts._replace(netloc=host)).rstrip("/")
+
+    def scrub(self, text: str) -> str:
+        """Server text with the secrets masked, in case a proxy or server echoes them."""
+        secrets = [self.token, self.password]
+        if self.username:  # an echoed Authorization header carries them in base64
+            basic = f"{self.username}:{self.password or ''}".encode()
+            secrets.append(base64.b64encode(basic).decode())
+        for secret in secrets:
+            if secret:
+                text = text.replace(secret, MASK)
+        return text
+
+
+class WriteError(Exception):
+    """A write or check that failed; `str()` is one line for users, without secrets."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+        self.retry_after = retry_after
+
+
+class Writer(Protocol):
+    def write(self, lines: list[str]) -> None: ...
+
+    def check(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as seconds from now: delta-seconds or an HTTP date; None when absent/invalid."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None  # HTTP dates are GMT; a date without a zone is not one
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _kind(status: int) -> str:
+    if status in (401, 403):
+        return "auth"
+    if status == 404:
+        return "not_found"
+    if status == 413:
+        return "too_large"
+    if status in (400, 422):
+        return "bad_data"
+    if status in (429, 503):
+        return "throttled"
+    return "server"  # other 5xx, and answers no InfluxDB gives (3xx, other 4xx)
+
+
+def _server_message(body: bytes | str | None, headers: Mapping[str, str] | None) -> str:
+    """The server's own explanation: JSON `error` (1.x) or `message` (2.x), text, or a header."""
+    if isinstance(body, bytes):  # influxdb-client hands over the body already decoded
+        body = body.decode("utf-8", "replace")
+    text = (body or "").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        text = str(data.get("error") or data.get("message") or text)
+    if not text and headers is not None:
+        text = headers.get("X-Influxdb-Error") or ""
+    text = " ".join(text.split())
+    return text if len(text) <= 300 else text[:300] + "…"
+
+
+def _status_text(status: int) -> str:
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)
+
+
+def http_error(
+    target: InfluxTarget,
+    status: int,
+    headers: Mapping[str, str] | None,
+    body: bytes | str | None,
+    now: float | None = None,
+) -> WriteError:
+    """The WriteError for an HTTP answer that is not 2xx."""
+    kind = _kind(status)
+    retry_after = parse_retry_after(headers.get("Retry-After") if headers else None, now)
+    said = target.scrub(_server_message(body, headers))
+    where = target.shown_url
+    code = _status_text(status)
+    v1 = target.api == "v1"
+    if kind == "auth" and status == 401:
+        if v1:
+            message = (
+                f"InfluxDB refused user {target.username!r} ({code}) at {where}: "
+                "check --influx-username and P1_INFLUX_PASSWORD"
+                if target.username
+                else f"InfluxDB at {where} requires a user ({code}): "
+                "set --influx-username and P1_INFLUX_PASSWORD"
+            )
+        else:
+            message = (
+                f"InfluxDB refused the token ({code}) at {where}: check P1_INFLUX_TOKEN"
+                if target.token
+                else f"InfluxDB at {where} requires a token ({code}): set P1_INFLUX_TOKEN"
+            )
+    elif kind == "auth":
+        what = f"database {target.database!r}" if v1 else f"bucket {target.bucket!r}"
+        who = f"user {target.username!r}" if v1 else "the token"
+        message = f"{who} may not write to {what} ({code}) at {where}: {said}"
+    elif kind == "not_found":
+        if v1 and "database not found" in said:
+            message = (
+                f"InfluxDB has no database {target.database!r} ({code}) at {where}: "
+                f'create it (CREATE DATABASE "{target.database}")'
+            )
+        elif not v1 and ("bucket" in said or "organization" in said):
+            message = (
+                f"InfluxDB at {where}: {said} ({code}): check --influx-org and --influx-bucket"
+            )
+        else:
+            message = (
+                f"no InfluxDB {target.api} write API at {where} ({code}: {said}): "
+                "check --influx-url and --influx-api"
+            )
+    elif kind == "too_large":
+        message = f"InfluxDB refused the batch as too large ({code}) at {where}"
+    elif kind == "bad_data":
+        message = f"InfluxDB rejected the data ({code}) at {where}: {said}"
+    elif kind == "throttled":
+        wait = f", retry after {retry_after:g} s" if retry_after is not None else ""
+        message = f"InfluxDB is throttling writes ({code}{wait}) at {where}"
+    else:
+        message = f"InfluxDB answered {code} at {where}" + (f": {said}" if said else "")
+    return WriteError(message, kind=kind, status=status, retry_after=retry_after)
+
+
+def tls_error(target: InfluxTarget, reason: str) -> WriteError:
+    hint = ": check --influx-ca-file" if "certificate" in reason.lower() else ""
+    reason = " ".join(reason.split())
+    return WriteError(
+        f"TLS error talking to InfluxDB at {target.shown_url} ({reason}){hint}", kind="tls"
+    )
+
+
+def _api_error(target: InfluxTarget, exc: ApiException) -> WriteError:
+    if not exc.status:  # influxdb-client reports a TLS failure as status 0, "SSLError\n<reason>"
+        return tls_error(target, str(exc.reason).partition("\n")[2] or str(exc.reason))
+    return http_error(target, int(exc.status), exc.headers, exc.body)
+
+
+def transport_error(target: InfluxTarget, exc: BaseException) -> WriteError:
+    """The WriteError for a request that got no HTTP answer."""
+    where = target.shown_url
+    while isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
+        exc = exc.reason
+    if isinstance(exc, urllib3.exceptions.SSLError):
+        return tls_error(target, str(exc.args[0] if exc.args else exc))
+    if isinstance(exc, urllib3.exceptions.NameResolutionError):
+        host = urllib.parse.urlsplit(where).hostname
+        return WriteError(f"cannot resolve InfluxDB host {host!r} ({where})", kind="connection")
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):
+        reason = str(exc).rpartition(": ")[2] or "refused"
+        return WriteError(f"cannot connect to InfluxDB at {where} ({reason})", kind="connection")
+    if isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError):
+        return WriteError(
+            f"no answer from InfluxDB at {where} within {target.timeout:g} s", kind="timeout"
+        )
+    reason = target.scrub(" ".join(str(exc).split())) or type(exc).__name__
+    return WriteError(f"connection to InfluxDB at {where} failed ({reason})", kind="connection")
+
+
+def _pool(target: InfluxTarget) -> urllib3.PoolManager:
+    return urllib3.PoolManager(
+        num_pools=2,
+        maxsize=1,
+        cert_reqs="CERT_REQUIRED" if target.verify_tls else "CERT_NONE",
+        ca_certs=target.ca_file,
+        retries=False,  # the deliverer decides when to try again
+        timeout=urllib3.Timeout(total=target.timeout),
+    )
+
+
+class V1Writer:
+    """InfluxDB 1.x: `POST /write?db=&rp=&precision=s`, basic auth when a user is set."""
+
+    def __init__(self, target: InfluxTarget) -> None:
+        self.target = target
+        self._pool = _pool(target)
+        base = target.url.rstrip("/")
+        query = {"db": target.database, "precision": "s"}
+        if target.retention_policy:
+            query["rp"] = target.retention_policy
+        self._write_url = f"{base}/write?{urllib.parse.urlencode(query)}"
+        self._ping_url = f"{base}/ping"
+        self._headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if target.username:
+            self._headers |= urllib3.util.make_headers(
+                basic_auth=f"{target.username}:{target.password or ''}"
+            )
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> urllib3.BaseHTTPResponse:
+        try:
+            response = self._pool.request(
+                method, url, body=body, headers={**self._headers, **(headers or {})}, redirect=False
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise transport_error(self.target, exc) from exc
+        if not 200 <= response.status < 300:
+            raise http_error(self.target, response.status, response.headers, response.data)
+        return response
+
+    def write(self, lines: list[str]) -> None:
+        body = "\n".join(lines).encode()
+        headers = {}
+        if self.target.gzip:
+            body = gzip.compress(body, compresslevel=5, mtime=0)
+            headers["Content-Encoding"] = "gzip"
+        self._request("POST", self._write_url, body, headers)
+
+    def check(self) -> str:
+        """Ping, then an empty write: 1.x checks the database, the user and the write permission
+        before it looks at the (empty) body, and stores nothing."""
+        version = self._request("GET", self._ping_url).headers.get("X-Influxdb-Version")
+        self._request("POST", self._write_url, b"")
+        where = self.target.shown_url
+        database = repr(self.target.database)
+        if version is None:
+            return (
+                f"server at {where} accepts writes to database {database} (it does not say it "
+                "is InfluxDB, so the credentials may not have been checked)"
+            )
+        who = f"as user {self.target.username!r}" if self.target.username else "without a user"
+        return f"InfluxDB {version} at {where}: database {database} accepts writes {who}"
+
+    def close(self) -> None:
+        self._pool.clear()
+
+
+class V2Writer:
+    """InfluxDB 2.x, 3.x and 1.8+ (and VictoriaMetrics): `/api/v2/write` via influxdb-client."""
+
+    def __init__(self, target: InfluxTarget) -> None:
+        self.target = target
+        self._client = InfluxDBClient(
+            url=target.url,
+            token=target.token or "",  # empty: no Authorization header (VictoriaMetrics)
+            org=target.org,
+            timeout=int(target.timeout * 1000),  # milliseconds, for the whole request
+            enable_gzip=target.gzip,
+            verify_ssl=target.verify_tls,
+            ssl_ca_cert=target.ca_file,
+            retries=False,  # urllib3 retries would hide failures and stretch the timeout
+            debug=False,  # debug logging would print the Authorization header
+        )
+        self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+
+    def _post(self, record: list[str] | bytes) -> None:
+        target = self.target
+        try:
+            self._write_api.write(
+                bucket=target.bucket, org=target.org, record=record, write_precision=_SECONDS
+            )
+        except ApiException as exc:
+            raise _api_error(target, exc) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise transport_error(target, exc) from exc
+
+    def write(self, lines: list[str]) -> None:
+        self._post(lines)
+
+    def check(self) -> str:
+        """Ping, then an empty write. InfluxDB 2.x checks the token, the bucket and the write
+        permission before it reads the body, then refuses the empty body (400 "writing requires
+        points"): that 400 is the success here. 1.8 answers 204. VictoriaMetrics checks no token
+        and answers 204, or 400 for an empty gzip body; its ping names no version."""
+        target = self.target
+        where = target.shown_url
+        try:
+            version = self._client.version()
+        except ApiException as exc:
+            raise _api_error(target, exc) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise transport_error(target, exc) from exc
+        try:
+            self._post(b"")  # the client sends an empty record as an empty body
+        except WriteError as exc:
+            if exc.kind != "bad_data":
+                raise
+        bucket = f"bucket {target.bucket!r} (org {target.org!r})"
+        if version == "unknown":
+            return (
+                f"server at {where} accepts writes to {bucket} (it does not say it is InfluxDB, "
+                "so the token may not have been checked)"
+            )
+        token = "with the token" if target.token else "without a token"
+        return f"InfluxDB {version} at {where}: {bucket} accepts writes {token}"
+
+    def close(self) -> None:
+        self._client.close()  # type: ignore[no-untyped-call]  # the client leaves it unannotated
+
+
+def make_writer(target: InfluxTarget) -> Writer:
+    return V1Writer(target) if target.api == "v1" else V2Writer(target)

@@ -1,0 +1,307 @@
+"""The durable spool: accepted points as line protocol in SQLite until InfluxDB acknowledged them.
+
+Without an InfluxDB it is the local store. Readers append (one transaction per telegram); the
+deliverer reads the oldest rows, writes them and deletes them only after the server's answer.
+Because the line itself is stored, a point sent again after a lost answer carries the same series
+and timestamp, and InfluxDB overwrites it instead of adding one (delivery is at least once,
+storage is idempotent).
+
+Durability: WAL with `synchronous=NORMAL` survives a crash of the process (a committed append is
+in the WAL); a power cut may lose the last commits, never the consistency of the file.
+
+What bounds the file: the stored lines (`max_bytes`, counted as their UTF-8 bytes; rows, index and
+page slack add roughly half again), plus free pages, which later appends reuse and `enforce`
+hands back to the file system beyond `FREE_SLACK` (`auto_vacuum=INCREMENTAL`), plus at most
+`MAX_REJECTED` refused lines, plus the WAL: `WAL_LIMIT` after a checkpoint, and while one big
+transaction (a large eviction) is written, as much as that transaction changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS points (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    meter TEXT NOT NULL,
+    received REAL NOT NULL,
+    line TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS points_meter_received ON points (meter, received);
+CREATE TABLE IF NOT EXISTS rejected_points (
+    id INTEGER PRIMARY KEY,
+    meter TEXT NOT NULL,
+    received REAL NOT NULL,
+    line TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+"""
+
+FREE_SLACK = 8 << 20  # free pages kept for the next appends instead of returned to the OS
+WAL_LIMIT = 8 << 20  # the WAL is cut back to this after a checkpoint
+MAX_REJECTED = 100_000  # refused lines kept for inspection; the oldest go first
+_CHUNK = 500  # ids per statement, well below SQLite's variable limit
+_SIZE = "length(CAST(line AS BLOB))"  # UTF-8 bytes of a line, as counted on append
+
+
+class SpoolError(OSError):
+    """The spool could not be read or written (disk full, I/O error); one line for users."""
+
+    def __init__(self, path: Path, exc: BaseException) -> None:
+        full = isinstance(exc, sqlite3.Error) and exc.sqlite_errorcode == sqlite3.SQLITE_FULL
+        self.full = full
+        self.path = path
+        super().__init__(f"spool {'disk full' if full else 'error'}: {path} ({exc})")
+
+
+class SpoolRow(NamedTuple):
+    id: int
+    meter: str
+    received: float
+    line: str
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolStats:
+    depth: int
+    bytes: int
+    depth_by_meter: dict[str, int]
+    oldest_age_by_meter: dict[str, float]  # seconds since the oldest point arrived; 0 when empty
+
+
+def _create_private(path: Path) -> None:
+    """Create the file owner-only before SQLite opens it, so it is never readable by others."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    path.chmod(0o600)  # an older file may have been created with the umask's mode
+
+
+class Spool:
+    def __init__(
+        self, path: Path, *, max_bytes: int = 1 << 30, max_age: float = 30 * 86400.0
+    ) -> None:
+        self.path = path
+        self.max_bytes = max_bytes  # 0: unbounded
+        self.max_age = max_age  # 0: unbounded
+        self._lock = threading.Lock()
+        try:
+            _create_private(path)
+            # One connection shared by the reader threads and the deliverer, behind self._lock;
+            # transactions are explicit (isolation_level=None).
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._open()
+        except (sqlite3.Error, OSError) as exc:
+            raise SpoolError(path, exc) from exc
+        # Running totals, so stats() and the size bound never count the rows again.
+        self._depth: dict[str, int] = {}
+        self._bytes = 0
+        for meter, count, size in self._read(
+            f"SELECT meter, COUNT(*), SUM({_SIZE}) FROM points GROUP BY meter"
+        ):
+            self._depth[meter] = int(count)
+            self._bytes += int(size)
+
+    def _open(self) -> None:
+        db = self._db
+        if db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            if db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
+                db.execute("VACUUM")  # a store from before the spool: the mode needs a rebuild
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
+        db.executescript(SCHEMA)
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` in one write transaction (caller holds the lock); errors → SpoolError."""
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            result = work(db)
+            db.execute("COMMIT")
+        except (sqlite3.Error, OSError) as exc:
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            raise SpoolError(self.path, exc) from exc
+        return result
+
+    def _read(self, sql: str, args: Sequence[object] = ()) -> list[Any]:
+        try:
+            return self._db.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise SpoolError(self.path, exc) from exc
+
+    def _forget(self, removed: Iterable[tuple[str, int]]) -> Counter[str]:
+        """Take deleted rows (meter, size) off the running totals; counts by meter."""
+        counts: Counter[str] = Counter()
+        for meter, size in removed:
+            counts[meter] += 1
+            self._bytes -= size
+        for meter, n in counts.items():
+            self._depth[meter] -= n
+        return counts
+
+    def append(self, meter: str, received: float, lines: list[str]) -> None:
+        """Commit one telegram's lines atomically; they count as accepted only once this returns."""
+        if not lines:
+            return
+        rows = [(meter, received, line) for line in lines]
+        size = sum(len(line.encode()) for line in lines)
+        with self._lock:
+            self._transaction(
+                lambda db: db.executemany(
+                    "INSERT INTO points (meter, received, line) VALUES (?, ?, ?)", rows
+                )
+            )
+            self._depth[meter] = self._depth.get(meter, 0) + len(lines)
+            self._bytes += size
+
+    def batch(self, limit: int) -> list[SpoolRow]:
+        """The oldest `limit` rows, in the order they were appended."""
+        with self._lock:
+            rows = self._read(
+                "SELECT id, meter, received, line FROM points ORDER BY id LIMIT ?", (limit,)
+            )
+        return [SpoolRow(*row) for row in rows]
+
+    def _delete(self, db: sqlite3.Connection, ids: Sequence[int], columns: str) -> list[Any]:
+        removed: list[Any] = []
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            sql = f"DELETE FROM points WHERE id IN ({marks}) RETURNING {columns}"
+            removed += db.execute(sql, chunk).fetchall()
+        return removed
+
+    def ack(self, ids: Sequence[int]) -> None:
+        """Delete rows the server acknowledged (rows already evicted are skipped)."""
+        if not ids:
+            return
+        with self._lock:
+            removed = self._transaction(lambda db: self._delete(db, ids, f"meter, {_SIZE}"))
+            self._forget(removed)
+
+    def dead_letter(self, rows: Sequence[SpoolRow], reason: str) -> None:
+        """Move lines the server refuses for good to `rejected_points`: kept, never resent."""
+        if not rows:
+            return
+
+        def move(db: sqlite3.Connection) -> list[Any]:
+            removed = self._delete(
+                db, [row.id for row in rows], f"id, meter, received, line, {_SIZE}"
+            )
+            db.executemany(
+                "INSERT INTO rejected_points (id, meter, received, line, reason)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(*row[:4], reason) for row in removed],
+            )
+            db.execute(
+                "DELETE FROM rejected_points WHERE id <= "
+                "(SELECT id FROM rejected_points ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (MAX_REJECTED,),
+            )
+            return removed
+
+        with self._lock:
+            removed = self._transaction(move)
+            self._forget((row[1], row[4]) for row in removed)
+
+    def rejected(self) -> list[tuple[SpoolRow, str]]:
+        """The refused lines with the server's reason, oldest first (for inspection and tests)."""
+        with self._lock:
+            rows = self._read(
+                "SELECT id, meter, received, line, reason FROM rejected_points ORDER BY id"
+            )
+        return [(SpoolRow(*row[:4]), str(row[4])) for row in rows]
+
+    def enforce(self, now: float) -> Counter[tuple[str, str]]:
+        """Evict the oldest points beyond `max_age` and `max_bytes`; counts by (meter, reason)."""
+        evicted: Counter[tuple[str, str]] = Counter()
+        with self._lock:
+            if self.max_age > 0:
+                cutoff = now - self.max_age
+                for meter in [m for m, n in self._depth.items() if n]:
+                    n = self._evict_age(meter, cutoff)
+                    if n:
+                        evicted[meter, "age"] += n
+            if 0 < self.max_bytes < self._bytes:
+                for meter, n in self._evict_size(self._bytes - self.max_bytes).items():
+                    evicted[meter, "size"] += n
+            self._release_free_pages()
+        return evicted
+
+    def _evict_age(self, meter: str, cutoff: float) -> int:
+        # The (meter, received) index finds them without reading the younger rows.
+        sql = f"DELETE FROM points WHERE meter = ? AND received < ? RETURNING meter, {_SIZE}"
+        removed = self._transaction(lambda db: db.execute(sql, (meter, cutoff)).fetchall())
+        return self._forget(removed)[meter]
+
+    def _evict_size(self, excess: int) -> Counter[str]:
+        def evict(db: sqlite3.Connection) -> list[Any]:
+            freed, cut = 0, 0
+            for row_id, size in db.execute(f"SELECT id, {_SIZE} FROM points ORDER BY id"):
+                freed += size
+                cut = row_id
+                if freed >= excess:
+                    break
+            return db.execute(
+                f"DELETE FROM points WHERE id <= ? RETURNING meter, {_SIZE}", (cut,)
+            ).fetchall()
+
+        return self._forget(self._transaction(evict))
+
+    def _release_free_pages(self) -> None:
+        page_size, free = (
+            int(self._read(f"PRAGMA {name}")[0][0]) for name in ("page_size", "freelist_count")
+        )
+        excess = free - FREE_SLACK // page_size
+        if excess > 0:
+            try:
+                # executescript steps the pragma to the end; execute() frees only one page.
+                self._db.executescript(
+                    f"PRAGMA incremental_vacuum({excess}); PRAGMA wal_checkpoint(PASSIVE);"
+                )
+            except sqlite3.Error as exc:
+                raise SpoolError(self.path, exc) from exc
+
+    def stats(self, now: float) -> SpoolStats:
+        """Depth, bytes and oldest age per meter: running totals plus one index probe per meter."""
+        with self._lock:
+            depth = dict(self._depth)
+            oldest: dict[str, float] = {}
+            for meter, n in depth.items():
+                oldest[meter] = 0.0
+                if n:  # MIN on the (meter, received) index: one probe, not a scan
+                    sql = "SELECT MIN(received) FROM points WHERE meter = ?"
+                    oldest[meter] = max(0.0, now - float(self._read(sql, (meter,))[0][0]))
+            size = self._bytes
+        return SpoolStats(sum(depth.values()), size, depth, oldest)
+
+    def lines(self) -> Iterator[str]:
+        """Every spooled line, oldest first, read in pages so appends are never held up."""
+        last = 0
+        while True:
+            with self._lock:
+                rows = self._read(
+                    "SELECT id, line FROM points WHERE id > ? ORDER BY id LIMIT 1000", (last,)
+                )
+            if not rows:
+                return
+            for _, line in rows:
+                yield str(line)
+            last = int(rows[-1][0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
