@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from agent.config import OPTIONS, Option, parse_bool, parse_duration, parse_size
+from agent.config import OPTIONS, parse_bool
 from agent.noise import MODES as NOISE_MODES
 
 EPILOG = "Every `run` option is also read from a P1_* environment variable (see README)."
@@ -38,8 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         help="the live agent: meters → spool → InfluxDB, with Prometheus metrics",
-        description="Read meters, repair what the line damaged, keep every accepted reading in "
-        "the spool (DATA_DIR/store.sqlite) and deliver it to InfluxDB when one is configured; "
+        description="Read meters, repair what the line damaged, keep every accepted reading in\n"
+        "the spool (DATA_DIR/store.sqlite) and deliver it to InfluxDB when one is configured;\n"
         "serve Prometheus /metrics and /healthz.",
         epilog=RUN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -49,8 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser(
         "check-config",
         help="print the effective configuration (secrets masked) and test the connections",
-        description="Print the configuration `run` would use, with where each value came from "
-        "and secrets masked, then open every source until a telegram arrives and test the "
+        description="Print the configuration `run` would use, with where each value came from\n"
+        "and secrets masked, then open every source until a telegram arrives and test the\n"
         "InfluxDB connection and credentials. Exit status 1 when a test fails.",
         epilog=RUN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -203,15 +203,7 @@ def _agent_options(parser: argparse.ArgumentParser) -> None:
                 option.flag, dest=option.dest, action=argparse.BooleanOptionalAction, help=text
             )
         else:
-            parser.add_argument(option.flag, dest=option.dest, metavar=_metavar(option), help=text)
-
-
-def _metavar(option: Option) -> str:
-    if option.parse in (parse_duration,):
-        return "DURATION"
-    if option.parse is parse_size:
-        return "SIZE"
-    return option.key.rpartition(".")[2].upper()
+            parser.add_argument(option.flag, dest=option.dest, metavar=option.metavar, help=text)
 
 
 def _fail(message: str) -> int:

@@ -138,6 +138,7 @@ class Option:
     parse: Callable[[str, str], object]
     default: str | None
     help: str
+    metavar: str = "VALUE"
 
     @property
     def dest(self) -> str:
@@ -153,44 +154,118 @@ class Option:
 
 
 OPTIONS = [
-    Option("data_dir", _text, "data", "spool, state and raw captures"),
-    Option("metrics_address", _text, DEFAULT_METRICS_ADDRESS, "Prometheus /metrics and /healthz"),
-    Option("meter_timezone", _text, "Europe/Amsterdam", "meter clock zone"),
-    Option("max_frame", _whole(64), str(16 * 1024), "drop frames longer than this many bytes"),
-    Option("log_level", _choice("debug", "info", "warning", "error"), "info", "log level"),
+    Option("data_dir", _text, "data", "spool, state and raw captures", metavar="DIR"),
+    Option(
+        "metrics_address",
+        _text,
+        DEFAULT_METRICS_ADDRESS,
+        "Prometheus /metrics and /healthz",
+        metavar="HOST:PORT",
+    ),
+    Option("meter_timezone", _text, "Europe/Amsterdam", "meter clock zone", metavar="ZONE"),
+    Option(
+        "max_frame",
+        _whole(64),
+        str(16 * 1024),
+        "drop frames longer than this many bytes",
+        metavar="BYTES",
+    ),
+    Option(
+        "log_level",
+        _choice("debug", "info", "warning", "error"),
+        "info",
+        "log level",
+        metavar="LEVEL",
+    ),
     Option(
         "serial_settings",
         _text,
         "115200-8N1",
         "speed and format: 115200-8N1, 9600-7E1 (DSMR 2.2/3) or auto",
+        metavar="SETTINGS",
     ),
     Option(
         "read_timeout",
         parse_duration,
         "30s",
         "reconnect when a connected source sends nothing this long",
+        metavar="DURATION",
     ),
-    Option("fuse_limit", _amperes, "25", "main fuse per phase in amperes, for alerts"),
-    Option("raw_capture", parse_bool, "false", "keep raw bytes in DATA_DIR/raw, one file a day"),
-    Option("influx.url", _text, None, "InfluxDB URL; without it readings stay in the local store"),
-    Option("influx.api", _choice("v2", "v1"), "v2", "v2 (InfluxDB 2.x, 3.x, 1.8+) or v1 (1.x)"),
-    Option("influx.org", _text, "", "v2 organisation"),
-    Option("influx.bucket", _text, "p1", "v2 bucket"),
-    Option("influx.token_file", _text, None, "file holding the v2 token (or P1_INFLUX_TOKEN)"),
-    Option("influx.database", _text, "p1", "v1 database"),
-    Option("influx.retention_policy", _text, None, "v1 retention policy (default: the database's)"),
-    Option("influx.username", _text, None, "v1 user"),
     Option(
-        "influx.password_file", _text, None, "file holding the v1 password (or P1_INFLUX_PASSWORD)"
+        "fuse_limit",
+        _amperes,
+        "25",
+        "main fuse per phase in amperes, for alerts",
+        metavar="AMPERES",
     ),
-    Option("influx.ca_file", _text, None, "CA certificate file for TLS"),
+    Option("raw_capture", parse_bool, "false", "keep raw bytes in DATA_DIR/raw, one file a day"),
+    Option(
+        "influx.url",
+        _text,
+        None,
+        "InfluxDB URL; without it readings stay in the local store",
+        metavar="URL",
+    ),
+    Option(
+        "influx.api",
+        _choice("v2", "v1"),
+        "v2",
+        "v2 (InfluxDB 2.x, 3.x, 1.8+) or v1 (1.x)",
+        metavar="v2|v1",
+    ),
+    Option("influx.org", _text, "", "v2 organisation", metavar="ORG"),
+    Option("influx.bucket", _text, "p1", "v2 bucket", metavar="BUCKET"),
+    Option(
+        "influx.token_file",
+        _text,
+        None,
+        "file holding the v2 token (or P1_INFLUX_TOKEN)",
+        metavar="FILE",
+    ),
+    Option("influx.database", _text, "p1", "v1 database", metavar="NAME"),
+    Option(
+        "influx.retention_policy",
+        _text,
+        None,
+        "v1 retention policy (default: the database's)",
+        metavar="NAME",
+    ),
+    Option("influx.username", _text, None, "v1 user", metavar="USER"),
+    Option(
+        "influx.password_file",
+        _text,
+        None,
+        "file holding the v1 password (or P1_INFLUX_PASSWORD)",
+        metavar="FILE",
+    ),
+    Option("influx.ca_file", _text, None, "CA certificate file for TLS", metavar="FILE"),
     Option("influx.verify_tls", parse_bool, "true", "verify the server's TLS certificate"),
     Option("influx.gzip", parse_bool, "true", "compress writes"),
-    Option("influx.timeout", parse_duration, "10s", "time allowed for one write"),
-    Option("influx.batch_size", _whole(1), "5000", "points per write"),
-    Option("spool.max_size", parse_size, "1GiB", "spool bound; the oldest points go first"),
-    Option("spool.max_age", parse_duration, "30d", "drop spooled points older than this"),
-    Option("log_summary_interval", parse_duration, "5m", "one log line per interval for noise"),
+    Option(
+        "influx.timeout", parse_duration, "10s", "time allowed for one write", metavar="DURATION"
+    ),
+    Option("influx.batch_size", _whole(1), "5000", "points per write", metavar="POINTS"),
+    Option(
+        "spool.max_size",
+        parse_size,
+        "1GiB",
+        "spool bound; the oldest points go first",
+        metavar="SIZE",
+    ),
+    Option(
+        "spool.max_age",
+        parse_duration,
+        "30d",
+        "drop spooled points older than this",
+        metavar="DURATION",
+    ),
+    Option(
+        "log_summary_interval",
+        parse_duration,
+        "5m",
+        "one log line per interval for noise",
+        metavar="DURATION",
+    ),
 ]
 _BY_KEY = {option.key: option for option in OPTIONS}
 SECRETS = {"influx.token": "P1_INFLUX_TOKEN", "influx.password": "P1_INFLUX_PASSWORD"}
@@ -377,52 +452,74 @@ def _influx(
     )
 
 
+def _size_text(n: int) -> str:
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n and n % factor == 0:
+            return f"{n // factor}{unit}"
+    return str(n)
+
+
+def _duration_text(seconds: float) -> str:
+    for unit, factor in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % factor == 0:
+            return f"{seconds / factor:g}{unit}"
+    return f"{seconds:g}s"
+
+
 def describe(settings: Settings) -> list[str]:
-    """The effective configuration as TOML-like lines, secrets masked, each with its origin."""
+    """The effective configuration as a TOML file `--config` accepts, with each value's origin;
+    secrets appear only as masked comments."""
     o = settings.origins
     lines = []
 
     def show(key: str, value: object) -> None:
         shown = f'"{value}"' if isinstance(value, str | Path) else str(value).lower()
-        lines.append(f"{key} = {shown}  # {o.get(key, 'default')}")
+        lines.append(f"{key.rpartition('.')[2]} = {shown}  # {o.get(key, 'default')}")
+
+    def secret(key: str, value: str | None) -> None:
+        if value:
+            lines.append(f'# {key.rpartition(".")[2]} = "{MASK}"  ({o.get(key, "file")})')
 
     show("data_dir", settings.data_dir)
     show("metrics_address", f"{settings.metrics_host}:{settings.metrics_port}")
     show("meter_timezone", settings.meter_timezone)
     show("max_frame", settings.max_frame)
     show("log_level", settings.log_level)
-    show("read_timeout", f"{settings.read_timeout:g}s")
+    show("read_timeout", _duration_text(settings.read_timeout))
     show("fuse_limit", settings.fuse_limit)
     show("raw_capture", settings.raw_capture)
-    show("log_summary_interval", f"{settings.summary_interval:g}s")
+    show("log_summary_interval", _duration_text(settings.summary_interval))
     for source in settings.sources:
         lines.append(f"\n[[source]]  # {o.get('source', 'default')}")
         lines.append(f'url = "{mask_url(source.url)}"')
         if source.name:
             lines.append(f'name = "{source.name}"')
         lines.append(f'serial_settings = "{source.serial_settings}"')
-    lines.append("\n[influx]")
     target = settings.influx
     if target is None:
-        lines.append("# not configured: readings stay in the local store (DATA_DIR/store.sqlite)")
+        lines.append("\n# [influx] not configured: readings stay in the local store")
     else:
+        lines.append("\n[influx]")
         show("influx.url", mask_url(target.url))
         show("influx.api", target.api)
         if target.api == "v2":
             show("influx.org", target.org)
             show("influx.bucket", target.bucket)
-            show("influx.token", MASK if target.token else "(none)")
+            secret("influx.token", target.token)
         else:
             show("influx.database", target.database)
-            show("influx.retention_policy", target.retention_policy or "(default)")
-            show("influx.username", target.username or "(none)")
-            show("influx.password", MASK if target.password else "(none)")
-        show("influx.ca_file", target.ca_file or "(system)")
+            if target.retention_policy:
+                show("influx.retention_policy", target.retention_policy)
+            if target.username:
+                show("influx.username", target.username)
+            secret("influx.password", target.password)
+        if target.ca_file:
+            show("influx.ca_file", target.ca_file)
         show("influx.verify_tls", target.verify_tls)
         show("influx.gzip", target.gzip)
-        show("influx.timeout", f"{target.timeout:g}s")
+        show("influx.timeout", _duration_text(target.timeout))
         show("influx.batch_size", settings.batch_size)
     lines.append("\n[spool]")
-    show("spool.max_size", f"{settings.spool_max_bytes} bytes")
-    show("spool.max_age", f"{settings.spool_max_age:g}s")
+    show("spool.max_size", _size_text(settings.spool_max_bytes))
+    show("spool.max_age", _duration_text(settings.spool_max_age))
     return lines

@@ -144,12 +144,18 @@ class InfluxDB1(Server):
 class VictoriaMetrics(Server):
     """VictoriaMetrics single-node: accepts the InfluxDB v2 write API (`/api/v2/write`)."""
 
-    def export(self, match: str = '{__name__=~".+"}') -> list[dict[str, object]]:
-        http("GET", f"{self.url}/internal/force_flush")
+    auth_header: dict[str, str] | None = None  # Basic auth, when started with `auth`
+
+    def export(self, match: str) -> list[dict[str, object]]:
+        """Stored samples of the matching series. Match by label equality (`{meter="…"}`):
+        VictoriaMetrics 1.79 may keep answering a regex match (`{__name__=~"p1.*"}`) that found
+        nothing with nothing, even after the series are written."""
+        http("GET", f"{self.url}/internal/force_flush", headers=self.auth_header)
         status, body = http(
             "POST",
             f"{self.url}/api/v1/export",
             urllib.parse.urlencode({"match[]": match}).encode(),
+            headers=self.auth_header,
         )
         assert status == 200, body
         return [json.loads(line) for line in body.splitlines() if line.strip()]
@@ -195,7 +201,11 @@ bind-address = "127.0.0.1:{rpc}"
 
 
 @contextmanager
-def victoria_metrics(workdir: Path) -> Iterator[VictoriaMetrics]:
+def victoria_metrics(
+    workdir: Path, auth: tuple[str, str] | None = None
+) -> Iterator[VictoriaMetrics]:
+    """With `auth` (user, password), every endpoint wants HTTP Basic auth: a v2 token is refused
+    with 401, as a wrong token is by InfluxDB 2."""
     binary = require_binary("victoria-metrics")
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -210,9 +220,64 @@ def victoria_metrics(workdir: Path) -> Iterator[VictoriaMetrics]:
             f"-storageDataPath={workdir}/data",
             "-retentionPeriod=100y",  # simulated meters live in the past; keep their points
             "-loggerLevel=ERROR",
+            *([f"-httpAuth.username={auth[0]}", f"-httpAuth.password={auth[1]}"] if auth else []),
         ],
     )
+    if auth:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        server.auth_header = {"Authorization": f"Basic {token}"}
     server.start("/health")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class Prometheus(Server):
+    """Prometheus (Debian's `prometheus`), queried through its HTTP API."""
+
+    def api(self, path: str, **params: str) -> object:
+        """The `data` of a successful /api/v1 answer; fails the test on an error answer."""
+        status, body = http(
+            "POST", f"{self.url}/api/v1/{path}", urllib.parse.urlencode(params).encode()
+        )
+        answer = json.loads(body)
+        assert status == 200 and answer["status"] == "success", (path, params, answer)
+        return answer["data"]
+
+    def query(self, expr: str) -> list[dict[str, object]]:
+        """An instant query's result (vector samples or a scalar as one sample)."""
+        data = self.api("query", query=expr)
+        assert isinstance(data, dict)
+        result = data["result"]
+        if data["resultType"] == "scalar":
+            return [{"metric": {}, "value": result}]
+        assert isinstance(result, list)
+        return result
+
+
+@contextmanager
+def prometheus(workdir: Path, config_text: str) -> Iterator[Prometheus]:
+    """`config_text` is the whole prometheus.yml; relative rule paths resolve from `workdir`."""
+    binary = require_binary("prometheus")
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    config = workdir / "prometheus.yml"
+    config.write_text(config_text)
+    server = Prometheus(
+        "prometheus",
+        f"http://127.0.0.1:{port}",
+        port,
+        workdir,
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={workdir}/data",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+    )
+    server.start("/-/ready")
     try:
         yield server
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -192,10 +193,12 @@ class TcpMeter:
         self.listener.close()
 
 
-def vm_numbers(vm: VictoriaMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...], int], float]:
-    """VictoriaMetrics samples as (series name, labels, unix seconds) → value."""
+def vm_numbers(
+    vm: VictoriaMetrics, meter: str
+) -> dict[tuple[str, tuple[tuple[str, str], ...], int], float]:
+    """One meter's samples in VictoriaMetrics as (series name, labels, unix seconds) → value."""
     found = {}
-    for series in vm.export('{__name__=~"p1.*"}'):
+    for series in vm.export(f'{{meter="{meter}"}}'):
         metric = dict(series["metric"])  # type: ignore[call-overload]
         name = metric.pop("__name__")
         labels = tuple(sorted(metric.items()))
@@ -234,9 +237,112 @@ def test_tcp_meter_through_agent_into_victoriametrics_v2(tmp_path: Path) -> None
             wait_counted(agent, results)
             check_metrics(agent, results)
             wait_for(lambda: agent.value("p1_spool_points") == 0, what="spool drained")
-            wait_for(lambda: len(vm_numbers(vm)) >= len(want_numbers), what="points in VM")
-            assert vm_numbers(vm) == want_numbers
+            meter_id = next(r.telegram.meter for r in results if r.telegram is not None)
+            wait_for(
+                lambda: len(vm_numbers(vm, meter_id)) >= len(want_numbers), what="points in VM"
+            )
+            assert vm_numbers(vm, meter_id) == want_numbers
         finally:
             err = agent.stop()
             meter.close()
         assert agent.proc.returncode == 0, err
+
+
+# Tried as a new user would: each mistake gives one clear line and the readings are kept.
+
+
+def test_missing_device_is_retried_and_explained(tmp_path: Path) -> None:
+    device = tmp_path / "ttyUSB7"
+    agent = start_agent(tmp_path / "data", "--source", str(device))
+    try:
+        wait_for(lambda: agent.value("p1_source_connected") == 0, what="source state")
+        time.sleep(1.0)
+        assert agent.proc.poll() is None  # still running, waiting for the cable
+    finally:
+        err = agent.stop()
+    assert agent.proc.returncode == 0, err
+    assert f"cannot open {device}: No such file or directory; retrying with backoff" in err
+    assert "Traceback" not in err
+
+
+def test_wrong_token_keeps_the_data_until_the_credentials_are_fixed(tmp_path: Path) -> None:
+    token = "wrong-token-8c1f2e"
+    with victoria_metrics(tmp_path / "vm", auth=("p1", "s3cret-pw")) as vm:
+        agent = start_agent(
+            tmp_path / "data",
+            env={"P1_INFLUX_URL": vm.url, "P1_INFLUX_ORG": "home", "P1_INFLUX_TOKEN": token},
+        )
+        try:
+            wait_for(
+                lambda: (
+                    agent.value("p1_influx_write_errors_total", kind="auth") >= 1
+                    and agent.value("p1_telegrams_total", result="valid") >= 3
+                ),
+                what="refused writes with telegrams read",
+            )
+        finally:
+            err = agent.stop()
+        assert agent.proc.returncode == 0, err
+        assert "InfluxDB refused the token (401 Unauthorized)" in err
+        assert token not in err
+        kept = spooled_p1_stamps(tmp_path / "data")
+        assert len(kept) >= 3
+
+        # Fixed: the same spool drains once the credentials are right (v1 API, Basic auth).
+        agent = start_agent(
+            tmp_path / "data",
+            env={
+                "P1_INFLUX_URL": vm.url,
+                "P1_INFLUX_API": "v1",
+                "P1_INFLUX_USERNAME": "p1",
+                "P1_INFLUX_PASSWORD": "s3cret-pw",
+            },
+        )
+        try:
+            wait_for(
+                lambda: agent.value("p1_spool_points") == 0,
+                what="the kept points delivered",
+            )
+        finally:
+            err = agent.stop()
+        assert "s3cret-pw" not in err
+
+        def stamps() -> set[int]:
+            numbers = vm_numbers(vm, "E0044007123456719")
+            return {stamp for (name, _, stamp) in numbers if name == "p1_power_import_kw"}
+
+        wait_for(lambda: kept <= stamps(), what="the kept points queryable")
+
+
+def spooled_p1_stamps(data_dir: Path) -> set[int]:
+    """The meter times of the telegrams waiting in an agent's spool."""
+    with sqlite3.connect(data_dir / "store.sqlite") as db:
+        lines = [line for (line,) in db.execute("SELECT line FROM points")]
+    return {int(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("p1,")}
+
+
+def test_unreachable_influxdb_then_reachable_lands_everything(tmp_path: Path) -> None:
+    with influxdb1(tmp_path / "influx") as influx:
+        influx.create_database("p1")
+        influx.stop()  # down before the agent starts: nothing listens on its port
+        agent = start_agent(
+            tmp_path / "data",
+            env={"P1_INFLUX_URL": influx.url, "P1_INFLUX_API": "v1"},
+        )
+        try:
+            wait_for(
+                lambda: (
+                    agent.value("p1_influx_write_errors_total", kind="connection") >= 1
+                    and agent.value("p1_spool_points") >= 3
+                ),
+                what="points held while InfluxDB is down",
+            )
+            influx.restart()
+            wait_for(lambda: agent.value("p1_spool_points") == 0, timeout=60, what="drained")
+            counted = agent.value("p1_telegrams_total", result="valid")
+        finally:
+            err = agent.stop()
+        rows = influx.query('SELECT count("power_import_kw") FROM "p1"', db="p1")
+    assert agent.proc.returncode == 0, err
+    assert "cannot deliver to InfluxDB; points stay in the spool" in err
+    assert rows[0]["count"] >= counted

@@ -122,8 +122,8 @@ def test_describe_masks_secrets_and_names_origins() -> None:
     text = "\n".join(describe(load({}, env=env)))
     assert "tok-0123456789" not in text
     assert "pa55word" not in text
-    assert 'influx.token = "****"  # P1_INFLUX_TOKEN' in text
-    assert 'influx.org = "home"  # P1_INFLUX_ORG' in text
+    assert '# token = "****"  (P1_INFLUX_TOKEN)' in text
+    assert 'org = "home"  # P1_INFLUX_ORG' in text
     assert "http://user:****@influx:8086" in text
 
 
@@ -172,3 +172,18 @@ def test_sizes_and_durations() -> None:
 def test_mask_url_keeps_urls_without_passwords() -> None:
     assert mask_url("socket://10.0.0.5:23") == "socket://10.0.0.5:23"
     assert mask_url("https://a:b@h/x") == "https://a:****@h/x"
+
+
+def test_describe_is_a_config_file_that_gives_the_same_settings(tmp_path: Path) -> None:
+    env = {
+        "P1_INFLUX_URL": "http://influx:8086",
+        "P1_INFLUX_API": "v1",
+        "P1_INFLUX_USERNAME": "p1",
+        "P1_INFLUX_PASSWORD": "pw-0123456789",
+        "P1_SPOOL_MAX_AGE": "12h",
+        "P1_SOURCE": "house=/dev/p1",
+    }
+    settings = load({}, env=env)
+    path = write(tmp_path, "\n".join(describe(settings)))
+    again = load({"config": str(path)}, env={"P1_INFLUX_PASSWORD": "pw-0123456789"})
+    assert again == settings
