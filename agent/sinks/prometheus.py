@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -159,6 +159,118 @@ class MeterState:
     gas_m3: float | None = None
 
 
+_Value = float | None | Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class _LinkMetric:
+    name: str
+    doc: str
+    counter: bool
+    value: Callable[[MeterState], _Value]  # a mapping: one sample per value of `label`
+    label: str | None = None
+
+
+_LINK = [
+    _LinkMetric(
+        "p1_telegrams",
+        "Frames by result",
+        True,
+        lambda s: {r: s.telegrams[r] for r in ("valid", "repaired", "rejected")},
+        "result",
+    ),
+    _LinkMetric(
+        "p1_crc_failures", "Frames whose checksum failed on arrival", True, lambda s: s.crc_failures
+    ),
+    _LinkMetric(
+        "p1_corrected_frames", "Frames repaired, by method", True, lambda s: s.corrected, "method"
+    ),
+    _LinkMetric(
+        "p1_rejected_frames", "Frames rejected, by reason", True, lambda s: s.rejections, "reason"
+    ),
+    _LinkMetric(
+        "p1_line_errors",
+        "Damaged stretches found in repaired frames, by telegram line",
+        True,
+        lambda s: s.line_errors,
+        "line",
+    ),
+    _LinkMetric(
+        "p1_last_telegram_timestamp_seconds",
+        "Host time of the last accepted telegram",
+        False,
+        lambda s: s.last_telegram,
+    ),
+    _LinkMetric(
+        "p1_source_connected",
+        "1 while the source is connected",
+        False,
+        lambda s: 1.0 if s.connected else 0.0,
+    ),
+    _LinkMetric("p1_source_reconnects", "Source reconnections", True, lambda s: s.reconnects),
+    _LinkMetric("p1_source_bytes", "Bytes read from the source", True, lambda s: s.bytes_total),
+    _LinkMetric(
+        "p1_meter_clock_skew_seconds",
+        "Meter clock minus host clock when the last telegram arrived",
+        False,
+        lambda s: s.clock_skew,
+    ),
+    _LinkMetric(
+        "p1_telegram_interval_seconds",
+        "Host time between the last two accepted telegrams",
+        False,
+        lambda s: s.interval,
+    ),
+    _LinkMetric(
+        "p1_spool_points", "Points in the local store or spool", False, lambda s: s.spool_points
+    ),
+    _LinkMetric(
+        "p1_spool_oldest_age_seconds",
+        "Age of the oldest point waiting in the spool (0 when empty)",
+        False,
+        lambda s: s.spool_oldest_age,
+    ),
+    _LinkMetric(
+        "p1_spool_evicted_points",
+        "Points dropped from the spool by its size or age bound, oldest first",
+        True,
+        lambda s: {r: s.spool_evicted[r] for r in ("size", "age")},
+        "reason",
+    ),
+    _LinkMetric(
+        "p1_spool_write_errors",
+        "Telegrams whose commit to the spool failed (disk full, I/O error); retried",
+        True,
+        lambda s: s.spool_errors,
+    ),
+    _LinkMetric(
+        "p1_spool_dropped_telegrams",
+        "Telegrams given up because the spool stayed unwritable",
+        True,
+        lambda s: s.spool_dropped,
+    ),
+    _LinkMetric(
+        "p1_influx_points_written",
+        "Points acknowledged by InfluxDB",
+        True,
+        lambda s: s.influx_written,
+    ),
+    _LinkMetric(
+        "p1_influx_write_errors",
+        "Failed InfluxDB writes that held this meter's points, by kind",
+        True,
+        lambda s: s.influx_errors,
+        "kind",
+    ),
+    _LinkMetric(
+        "p1_influx_refused_points",
+        "Points InfluxDB refused for good (kept aside in the spool's rejected_points)",
+        True,
+        lambda s: s.influx_refused,
+    ),
+]
+
+
 class Metrics(Collector):
     """Thread-safe holder of everything /metrics shows."""
 
@@ -224,115 +336,18 @@ class Metrics(Collector):
             yield from self._readings(meters)
 
     def _link(self, meters: dict[str, MeterState]) -> Iterator[Metric]:
-        telegrams = CounterMetricFamily(
-            "p1_telegrams", "Frames by result", labels=["meter", "result"]
-        )
-        crc = CounterMetricFamily(
-            "p1_crc_failures", "Frames whose checksum failed on arrival", labels=["meter"]
-        )
-        corrected = CounterMetricFamily(
-            "p1_corrected_frames", "Frames repaired, by method", labels=["meter", "method"]
-        )
-        rejected = CounterMetricFamily(
-            "p1_rejected_frames", "Frames rejected, by reason", labels=["meter", "reason"]
-        )
-        lines = CounterMetricFamily(
-            "p1_line_errors",
-            "Damaged stretches found in repaired frames, by telegram line",
-            labels=["meter", "line"],
-        )
-        last = GaugeMetricFamily(
-            "p1_last_telegram_timestamp_seconds",
-            "Host time of the last accepted telegram",
-            labels=["meter"],
-        )
-        up = GaugeMetricFamily(
-            "p1_source_connected", "1 while the source is connected", labels=["meter"]
-        )
-        reconnects = CounterMetricFamily(
-            "p1_source_reconnects", "Source reconnections", labels=["meter"]
-        )
-        received = CounterMetricFamily(
-            "p1_source_bytes", "Bytes read from the source", labels=["meter"]
-        )
-        skew = GaugeMetricFamily(
-            "p1_meter_clock_skew_seconds",
-            "Meter clock minus host clock when the last telegram arrived",
-            labels=["meter"],
-        )
-        interval = GaugeMetricFamily(
-            "p1_telegram_interval_seconds",
-            "Host time between the last two accepted telegrams",
-            labels=["meter"],
-        )
-        spool = GaugeMetricFamily(
-            "p1_spool_points", "Points in the local store or spool", labels=["meter"]
-        )
-        oldest = GaugeMetricFamily(
-            "p1_spool_oldest_age_seconds",
-            "Age of the oldest point waiting in the spool (0 when empty)",
-            labels=["meter"],
-        )
-        evicted = CounterMetricFamily(
-            "p1_spool_evicted_points",
-            "Points dropped from the spool by its size or age bound, oldest first",
-            labels=["meter", "reason"],
-        )
-        spool_errors = CounterMetricFamily(
-            "p1_spool_write_errors",
-            "Telegrams whose commit to the spool failed (disk full, I/O error); retried",
-            labels=["meter"],
-        )
-        dropped = CounterMetricFamily(
-            "p1_spool_dropped_telegrams",
-            "Telegrams given up because the spool stayed unwritable",
-            labels=["meter"],
-        )
-        written = CounterMetricFamily(
-            "p1_influx_points_written", "Points acknowledged by InfluxDB", labels=["meter"]
-        )
-        write_errors = CounterMetricFamily(
-            "p1_influx_write_errors",
-            "Failed InfluxDB writes that held this meter's points, by kind",
-            labels=["meter", "kind"],
-        )
-        refused = CounterMetricFamily(
-            "p1_influx_refused_points",
-            "Points InfluxDB refused for good (kept aside in the spool's rejected_points)",
-            labels=["meter"],
-        )
-        for name, s in meters.items():
-            for result in ("valid", "repaired", "rejected"):
-                telegrams.add_metric([name, result], s.telegrams[result])
-            crc.add_metric([name], s.crc_failures)
-            for method, n in s.corrected.items():
-                corrected.add_metric([name, method], n)
-            for reason, n in s.rejections.items():
-                rejected.add_metric([name, reason], n)
-            for line, n in s.line_errors.items():
-                lines.add_metric([name, line], n)
-            if s.last_telegram is not None:
-                last.add_metric([name], s.last_telegram)
-            up.add_metric([name], 1.0 if s.connected else 0.0)
-            reconnects.add_metric([name], s.reconnects)
-            received.add_metric([name], s.bytes_total)
-            if s.clock_skew is not None:
-                skew.add_metric([name], s.clock_skew)
-            if s.interval is not None:
-                interval.add_metric([name], s.interval)
-            spool.add_metric([name], s.spool_points)
-            oldest.add_metric([name], s.spool_oldest_age)
-            for reason in ("size", "age"):
-                evicted.add_metric([name, reason], s.spool_evicted[reason])
-            spool_errors.add_metric([name], s.spool_errors)
-            dropped.add_metric([name], s.spool_dropped)
-            written.add_metric([name], s.influx_written)
-            for kind, n in s.influx_errors.items():
-                write_errors.add_metric([name, kind], n)
-            refused.add_metric([name], s.influx_refused)
-        yield from (telegrams, crc, corrected, rejected, lines, last, up, reconnects, received)
-        yield from (skew, interval, spool, oldest, evicted, spool_errors, dropped)
-        yield from (written, write_errors, refused)
+        for spec in _LINK:
+            family_type = CounterMetricFamily if spec.counter else GaugeMetricFamily
+            labels = ["meter", spec.label] if spec.label else ["meter"]
+            family = family_type(spec.name, spec.doc, labels=labels)
+            for name, state in meters.items():
+                value = spec.value(state)
+                if isinstance(value, Mapping):
+                    for label, n in value.items():
+                        family.add_metric([name, label], n)
+                elif value is not None:
+                    family.add_metric([name], value)
+            yield family
 
     def _readings(self, meters: dict[str, MeterState]) -> Iterator[Metric]:
         families: dict[str, Metric] = {}
