@@ -175,6 +175,10 @@ class Deliverer:
             if len(rows) == 1:
                 self._refuse(rows, exc)
                 return None
+            if exc.kind == "too_large":
+                # Worth knowing (a proxy's body limit, say); the log's rate limit keeps the
+                # halvings of one batch from flooding it.
+                log.warning("InfluxDB refused a batch as too large; splitting it", points=len(rows))
             half = len(rows) // 2
             for part in (rows[:half], rows[half:]):
                 if stop.is_set():

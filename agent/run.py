@@ -25,7 +25,7 @@ from agent.pipeline import MeterPipeline, Result
 from agent.points import telegram_points
 from agent.redact import mask_url
 from agent.sinks import lineprotocol
-from agent.sinks.influx import make_writer
+from agent.sinks.influx import KINDS, make_writer
 from agent.sinks.noiselog import NoiseLog
 from agent.sinks.prometheus import MeterState, Metrics, serve
 from agent.sinks.rawcapture import RawCapture
@@ -64,28 +64,45 @@ class Reader:
     def run(self) -> None:
         agent = self.agent
         try:
-            while not agent.stop.is_set():
-                data = self.source.read()
-                now = time.time()
-                if data and self.raw is not None:
-                    self.raw.write(data, now)
-                results = self.pipeline.close() if data is None else self.pipeline.feed(data)
-                for result in results:
-                    self._handle(result, now)
-                if self.pending:
-                    self._flush_pending()
-                self.sync_state()
-                if data is None:
-                    log.info("source ended", source=self.source.name)
-                    break
-            for result in self.pipeline.close():
-                self._handle(result, time.time())
-            self._flush_pending()
+            self._read()
+        except Exception:
+            # A bug must not leave a running agent that reads nothing: say so, turn /healthz
+            # red and end the process with a failure so systemd or Docker restarts it.
+            log.exception("reader stopped by an unexpected error", source=self.source.name)
+            agent.failed.set()
+            agent.stop.set()
         finally:
             self.state.connected = False
             self.source.close()
             if self.raw is not None:
                 self.raw.close()
+            if self.pending:
+                self.state.spool_dropped += len(self.pending)
+                log.error(
+                    "telegrams lost at shutdown: the spool could not be written",
+                    meter=self.meter,
+                    telegrams=len(self.pending),
+                )
+
+    def _read(self) -> None:
+        agent = self.agent
+        while not agent.stop.is_set():
+            data = self.source.read()
+            now = time.time()
+            if data and self.raw is not None:
+                self.raw.write(data, now)
+            results = self.pipeline.close() if data is None else self.pipeline.feed(data)
+            for result in results:
+                self._handle(result, now)
+            if self.pending:
+                self._flush_pending()
+            self.sync_state()
+            if data is None:
+                log.info("source ended", source=self.source.name)
+                return
+        for result in self.pipeline.close():
+            self._handle(result, time.time())
+        self._flush_pending()
 
     def _handle(self, result: Result, now: float) -> None:
         agent = self.agent
@@ -149,6 +166,7 @@ class Agent:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.stop = threading.Event()
+        self.failed = threading.Event()  # a reader died of a bug
         self.metrics = Metrics(settings.fuse_limit)
         self.zone = MeterZone(settings.meter_timezone)
         self.spool = Spool(
@@ -182,7 +200,7 @@ class Agent:
         self._deliver_thread: threading.Thread | None = None
 
     def healthy(self) -> bool:
-        return not self.stop.is_set()
+        return not self.stop.is_set() and not self.failed.is_set()
 
     def start(self) -> None:
         for reader in self.readers:
@@ -232,8 +250,11 @@ class Agent:
             evicted = dict(delivered.evicted)
         for name, n in written.items():
             self.metrics.meter(name).influx_written = n
-        for (name, kind), n in failures.items():
-            self.metrics.meter(name).influx_errors[kind] = n
+        for name in self.metrics.meters:
+            # Every kind from 0, so increase() sees the first failure of each.
+            state = self.metrics.meter(name)
+            for kind in KINDS:
+                state.influx_errors[kind] = failures.get((name, kind), 0)
         for name, n in refused.items():
             self.metrics.meter(name).influx_refused = n
         for (name, reason), n in evicted.items():
@@ -303,4 +324,4 @@ def run(settings: Settings) -> int:
     agent.shutdown()
     server.shutdown()
     log.info("stopped", summary=summary)
-    return 0
+    return 1 if agent.failed.is_set() else 0

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +56,13 @@ class AgentProcess:
         self.proc.communicate(timeout=30)
 
 
-def start_agent(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> AgentProcess:
+def start_agent(
+    data_dir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    prefix: Sequence[str] = (),
+) -> AgentProcess:
+    """`prefix` runs the agent through another command (one that ends by exec'ing it)."""
     port = free_port()
     full_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("P1_")},
@@ -65,7 +71,7 @@ def start_agent(data_dir: Path, *args: str, env: dict[str, str] | None = None) -
         **(env or {}),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "run", *args],
+        [*prefix, sys.executable, "-m", "agent.cli", "run", *args],
         env=full_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

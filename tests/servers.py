@@ -238,9 +238,8 @@ class Prometheus(Server):
 
     def api(self, path: str, **params: str) -> object:
         """The `data` of a successful /api/v1 answer; fails the test on an error answer."""
-        status, body = http(
-            "POST", f"{self.url}/api/v1/{path}", urllib.parse.urlencode(params).encode()
-        )
+        query = urllib.parse.urlencode(params)
+        status, body = http("GET", f"{self.url}/api/v1/{path}?{query}")
         answer = json.loads(body)
         assert status == 200 and answer["status"] == "success", (path, params, answer)
         return answer["data"]

@@ -10,7 +10,6 @@ equal the clean telegram's.
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from agentproc import AgentProcess, start_agent, wait_for
+from meters import TcpMeter
 from servers import VictoriaMetrics, influxdb1, victoria_metrics
 
 from agent.noise import NoisyChannel, applicable_modes, spread_rate
@@ -172,25 +172,6 @@ def landed_rows(
         tag_names = ("meter",) if measurement == "p1" else ("device", "kind", "meter")
         tags = tuple((name, str(row.pop(name))) for name in tag_names)
         yield measurement, tags, stamp, {k: v for k, v in row.items() if v is not None}
-
-
-class TcpMeter:
-    """A P1-to-TCP bridge (ser2net, an ESP): the agent connects, the meter writes."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self.listener.getsockname()[1])
-        self.conn: socket.socket | None = None
-
-    def accept(self, timeout: float = 30.0) -> socket.socket:
-        self.listener.settimeout(timeout)
-        self.conn, _ = self.listener.accept()
-        return self.conn
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-        self.listener.close()
 
 
 def vm_numbers(

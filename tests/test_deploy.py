@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
 from servers import free_port, require_binary
 
 from agent import config
@@ -70,3 +71,20 @@ def test_healthcheck_fails_without_an_agent() -> None:
     assert result.returncode == 1
     assert f"http://127.0.0.1:{port}/healthz" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_container_user_is_unprivileged_wherever_the_image_runs() -> None:
+    """The image's user has a fixed UID that is not root's and owns /data alone; the compose
+    services built from the image keep that user and gain no privileges."""
+    final_stage = (ROOT / "Dockerfile").read_text().rsplit("\nFROM ", 1)[1]
+    uid = re.search(r"useradd [^\n]*--uid (\d+)", final_stage)
+    assert uid is not None and int(uid[1]) >= 1000
+    assert "chown p1:p1 /data" in final_stage and "chmod 0700 /data" in final_stage
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    agents = {name: s for name, s in services.items() if "build" in s}
+    assert agents
+    for name, service in agents.items():
+        assert "user" not in service, name  # the image's USER, not root
+        assert not service.get("privileged") and not service.get("cap_add"), name
+        assert service.get("cap_drop") == ["ALL"], name
+        assert "no-new-privileges:true" in service.get("security_opt", []), name

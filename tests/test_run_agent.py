@@ -98,3 +98,37 @@ def test_file_source_lands_every_telegram(tmp_path: Path) -> None:
     assert sum(line.startswith("p1_billing,") for line in lines) == 30
     stamps = [int(line.rsplit(" ", 1)[1]) for line in p1_lines]
     assert stamps == list(range(stamps[0], stamps[0] + 300, 10))
+
+
+class BrokenSource:
+    """A source with a bug: the agent must not keep running without reading."""
+
+    name = "broken"
+    connected = True
+    reconnects = 0
+    bytes_total = 0
+    last_error = None
+    hint = None
+
+    def read(self) -> bytes | None:
+        raise RuntimeError("a bug")
+
+    def telegram_seen(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_reader_that_dies_turns_health_red_and_the_exit_status_nonzero(tmp_path: Path) -> None:
+    from agent.config import Settings
+    from agent.run import Agent
+
+    agent = Agent(Settings(data_dir=tmp_path))
+    agent.readers[0].source = BrokenSource()
+    assert agent.healthy()
+    agent.start()
+    agent.wait()
+    assert agent.failed.is_set()
+    assert not agent.healthy()
+    agent.shutdown()

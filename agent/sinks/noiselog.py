@@ -7,6 +7,7 @@ so a user can fix the hardware. Daily files, each capped, so a hopeless cable ca
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ class NoiseLog:
     def __init__(self, directory: Path, cap: int = DAILY_CAP) -> None:
         self.directory = directory
         self.cap = cap
-        self.dropped = 0  # records past the day's cap
+        self.dropped = 0  # records not written: past the day's cap, or refused by the disk
 
     def write(self, result: Result, meter: str, now: float) -> None:
         day = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
@@ -50,5 +51,12 @@ class NoiseLog:
         if size + len(line) > self.cap:
             self.dropped += 1
             return
-        with path.open("a", encoding="utf-8") as out:
-            out.write(line)
+        try:
+            # Owner-only, like the spool: the records hold raw telegram bytes.
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with open(fd, "a", encoding="utf-8") as out:
+                out.write(line)
+        except OSError:
+            # A full or failing disk costs this diagnostic record, not the reader thread (and the
+            # telegrams it holds); the spool reports the disk (p1_spool_write_errors_total).
+            self.dropped += 1

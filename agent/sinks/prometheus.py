@@ -239,7 +239,8 @@ _LINK = [
     ),
     _LinkMetric(
         "p1_spool_write_errors",
-        "Telegrams whose commit to the spool failed (disk full, I/O error); retried",
+        "Failed attempts to commit telegrams to the spool (disk full, I/O error); they are "
+        "held in memory and retried",
         True,
         lambda s: s.spool_errors,
     ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from datetime import UTC, datetime
 
 from agent.noise import NoisyChannel, applicable_modes, parse_rate, spread_rate
 from agent.simulate import FLAVOURS, SimulatedMeter
@@ -25,7 +26,9 @@ class SimulatorSource:
         name: str | None = None,
     ) -> None:
         self.name = name or f"simulator:{flavour}"
-        self.meter = SimulatedMeter(flavour, interval=interval)
+        # The meter's clock starts now, as a real one would read: dashboards of the demo show
+        # the current time range, and the clock-skew metric reads 0.
+        self.meter = SimulatedMeter(flavour, interval=interval, start=datetime.now(UTC))
         first = self.meter.next_telegram()
         self.channel = NoisyChannel(spread_rate(noise, applicable_modes(first))) if noise else None
         self.connected = True
