@@ -19,17 +19,17 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 import urllib3
-from influxdb_client.client.influxdb_client import InfluxDBClient
-from influxdb_client.client.write_api import SYNCHRONOUS
-from influxdb_client.domain.write_precision import WritePrecision
-from influxdb_client.rest import ApiException
+
+if TYPE_CHECKING:
+    # influxdb-client is imported by the v2 writer only: it costs about 15 MiB of memory (more
+    # when numpy is installed, which it loads), which v1 users and the local store need not pay.
+    from influxdb_client.rest import ApiException
 
 MASK = "****"
 # The client declares its precision constants as plain strings but its write() as WritePrecision.
-_SECONDS = cast(WritePrecision, WritePrecision.S)
 KINDS = (
     "auth",  # 401/403: token, user or permission
     "not_found",  # 404: no such bucket, database or API
@@ -342,6 +342,13 @@ class V2Writer:
     """InfluxDB 2.x, 3.x and 1.8+ (and VictoriaMetrics): `/api/v2/write` via influxdb-client."""
 
     def __init__(self, target: InfluxTarget) -> None:
+        from influxdb_client.client.influxdb_client import InfluxDBClient
+        from influxdb_client.client.write_api import SYNCHRONOUS
+        from influxdb_client.domain.write_precision import WritePrecision
+        from influxdb_client.rest import ApiException
+
+        self._api_exception = ApiException
+        self._seconds = cast(WritePrecision, WritePrecision.S)
         self.target = target
         self._client = InfluxDBClient(
             url=target.url,
@@ -360,9 +367,9 @@ class V2Writer:
         target = self.target
         try:
             self._write_api.write(
-                bucket=target.bucket, org=target.org, record=record, write_precision=_SECONDS
+                bucket=target.bucket, org=target.org, record=record, write_precision=self._seconds
             )
-        except ApiException as exc:
+        except self._api_exception as exc:
             raise _api_error(target, exc) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise transport_error(target, exc) from exc
@@ -379,7 +386,7 @@ class V2Writer:
         where = target.shown_url
         try:
             version = self._client.version()
-        except ApiException as exc:
+        except self._api_exception as exc:
             raise _api_error(target, exc) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise transport_error(target, exc) from exc
