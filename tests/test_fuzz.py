@@ -111,6 +111,7 @@ def test_pipeline_state_stays_bounded(
     pipeline.MAX_METERS = 4
     decoder = pipeline.decoder
     decoder.CACHE_LIMIT = 16
+    decoder.LINE_CACHE_LIMIT = 16
     meters: dict[str, SimulatedMeter] = {}
     most_lines = 0  # of anything fed: one frame's lines can land in the cache past its limit
     for item in items:
