@@ -278,7 +278,6 @@ def test_event_annotations_mark_counter_increments(influx: InfluxDB1) -> None:
 
 @pytest.mark.integration
 def test_render_energy_picture(influx: InfluxDB1, tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
     sys.path.insert(0, str(ROOT / "docs"))
     import render_dashboards
 

@@ -232,7 +232,6 @@ def test_agent_metrics_pass_promtool(live: Live) -> None:
 
 @pytest.mark.integration
 def test_render_link_health_picture(live: Live, tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
     sys.path.insert(0, str(ROOT / "docs"))
     import render_dashboards
 
