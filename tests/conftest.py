@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from p1_testkit import reseal, restore_capture_telegram, split_capture
+from servers import require_binary
 
 from agent.telegram import Decoder, MeterZone, Telegram
 
@@ -85,3 +87,19 @@ def capture_published(capture_raw: bytes) -> list[bytes]:
 def capture_resealed(capture_published: list[bytes]) -> list[bytes]:
     """The 54 telegrams with digits and CRLF restored and correct checksums (`!XXXX\\r\\n`)."""
     return [reseal(restore_capture_telegram(t)) for t in capture_published]
+
+
+@pytest.fixture(scope="session")
+def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate and key for 127.0.0.1, for TLS tests."""
+    openssl = require_binary("openssl")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key

@@ -6,8 +6,6 @@ from __future__ import annotations
 import base64
 import email.utils
 import json
-import shutil
-import subprocess
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -382,32 +380,15 @@ def test_timeout(api: str) -> None:
     assert str(error) == f"no answer from InfluxDB at {server.url} within 0.2 s"
 
 
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is not installed")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 @pytest.mark.parametrize("api", ["v1", "v2"])
-def test_tls_verification(api: str, certificate: tuple[Path, Path]) -> None:
+def test_tls_verification(api: str, self_signed: tuple[Path, Path]) -> None:
     make = v1_target if api == "v1" else v2_target
-    with ScriptedHTTP(lambda request: (204, {}, b""), tls=certificate) as server:
+    with ScriptedHTTP(lambda request: (204, {}, b""), tls=self_signed) as server:
         error = failure(make_writer(make(server.url)))
         assert error.kind == "tls"
         assert "certificate" in str(error) and "--influx-ca-file" in str(error)
-        make_writer(make(server.url, ca_file=str(certificate[0]))).write(LINES)
+        make_writer(make(server.url, ca_file=str(self_signed[0]))).write(LINES)
         make_writer(make(server.url, verify_tls=False)).write(LINES)
         assert len(server.requests) == 2
 
