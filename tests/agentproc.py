@@ -15,6 +15,10 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 from servers import free_port
 
+from agent.pipeline import MeterPipeline, Result
+from agent.points import telegram_points
+from agent.sinks.lineprotocol import encode_all
+
 
 @dataclass
 class AgentProcess:
@@ -100,3 +104,28 @@ def wait_for(
             last_error = exc
         time.sleep(0.1)
     raise AssertionError(f"{what} not reached in {timeout} s (last error: {last_error})")
+
+
+def core(data: bytes) -> list[Result]:
+    """What the core makes of these bytes in a fresh pipeline, as a freshly started agent
+    reading them does: the agent must count and store exactly this."""
+    return MeterPipeline().feed(data)
+
+
+def spooled_lines(results: list[Result]) -> int:
+    """Lines of line protocol the accepted telegrams give: what the agent must deliver (the
+    count does not depend on the meter's name)."""
+    return sum(
+        len(encode_all(telegram_points(r.telegram, meter=r.telegram.meter, fields=r.fields)))
+        for r in results
+        if r.telegram is not None
+    )
+
+
+def wait_counted(agent: AgentProcess, frames: int) -> None:
+    wait_for(
+        lambda: agent.value("p1_telegrams_total") == frames,
+        timeout=60,
+        what=f"{frames} frames counted",
+        proc=agent.proc,
+    )

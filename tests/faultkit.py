@@ -24,14 +24,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
 
+from agentproc import core
 from servers import InfluxDB1, Reply, Request, ScriptedHTTP, require_binary
 
 from agent.fields import FieldValue
 from agent.noise import NoisyChannel, applicable_modes, spread_rate
-from agent.pipeline import MeterPipeline, Result
+from agent.pipeline import Result
 from agent.points import telegram_points
 from agent.simulate import SimulatedMeter
-from agent.sinks.lineprotocol import encode_all
 from agent.sinks.lpparse import parse
 
 RECORD_ENV = "P1_RELIABILITY_RECORD"
@@ -130,12 +130,6 @@ class MeterStream:
         return core(bytes(self.data))
 
 
-def core(data: bytes) -> list[Result]:
-    """What the core makes of these bytes in a fresh pipeline, as a freshly started agent
-    reading them does: the agent must count and store exactly this."""
-    return MeterPipeline().feed(data)
-
-
 def expected_p1(results: list[Result]) -> dict[int, Fields]:
     """The `p1` points InfluxDB must hold for these results, by meter time. Telegrams with the
     same timestamp land on one point, and a later one overwrites the fields it carries (InfluxDB
@@ -153,15 +147,6 @@ def expected_p1(results: list[Result]) -> dict[int, Fields]:
         assert main.time is not None
         points.setdefault(int(main.time.timestamp()), {}).update(main.fields)
     return points
-
-
-def spooled_lines(results: list[Result]) -> int:
-    """Lines of line protocol the accepted telegrams give: what the agent must deliver."""
-    return sum(
-        len(encode_all(telegram_points(r.telegram, meter=METER, fields=r.fields)))
-        for r in results
-        if r.telegram is not None
-    )
 
 
 def landed_p1(influx: InfluxDB1, db: str) -> dict[int, Fields]:

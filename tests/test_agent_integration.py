@@ -17,15 +17,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from agentproc import AgentProcess, start_agent, wait_for
+from agentproc import AgentProcess, core, spooled_lines, start_agent, wait_counted, wait_for
 from meters import TcpMeter
 from servers import VictoriaMetrics, influxdb1, victoria_metrics
 
 from agent.noise import NoisyChannel, applicable_modes, spread_rate
-from agent.pipeline import MeterPipeline, Result
+from agent.pipeline import Result
 from agent.points import Point, telegram_points
 from agent.simulate import SimulatedMeter
-from agent.sinks.lineprotocol import encode_all
 
 pytestmark = pytest.mark.integration
 
@@ -43,16 +42,11 @@ def noisy_telegrams(flavour: str, count: int, rate: float, seed: int) -> tuple[l
     return clean, sent
 
 
-def core_results(data: bytes) -> list[Result]:
-    """What the core makes of the bytes: the agent must count and store exactly this."""
-    return MeterPipeline().feed(data)
-
-
 def expected_points(results: list[Result], clean: list[bytes]) -> dict[Key, dict[str, object]]:
     """Every point the accepted telegrams give, after checking each accepted telegram carries the
     clean telegram's values (no wrong number, repaired or not)."""
     clean_fields = {}
-    for result in core_results(b"".join(clean)):
+    for result in core(b"".join(clean)):
         assert result.telegram is not None and result.telegram.meter_time is not None
         clean_fields[result.telegram.meter_time] = result.telegram.fields
     points: dict[Key, dict[str, object]] = {}
@@ -72,14 +66,6 @@ def expected_points(results: list[Result], clean: list[bytes]) -> dict[Key, dict
     return points
 
 
-def spooled_lines(results: list[Result]) -> int:
-    return sum(
-        len(encode_all(telegram_points(r.telegram, meter=r.telegram.meter, fields=r.fields)))
-        for r in results
-        if r.telegram is not None
-    )
-
-
 def key(point: Point) -> Key:
     assert point.time is not None
     return point.measurement, tuple(sorted(point.tags.items())), int(point.time.timestamp())
@@ -92,14 +78,6 @@ def check_metrics(agent: AgentProcess, results: list[Result]) -> None:
     assert agent.value("p1_crc_failures_total") == sum(r.failure is not None for r in results)
     repaired = sum(r.status == "repaired" for r in results)
     assert agent.value("p1_corrected_frames_total") == repaired
-
-
-def wait_counted(agent: AgentProcess, results: list[Result]) -> None:
-    wait_for(
-        lambda: agent.value("p1_telegrams_total") == len(results),
-        timeout=60,
-        what=f"{len(results)} frames counted",
-    )
 
 
 @contextmanager
@@ -123,7 +101,7 @@ def send_paced(write: object, data: bytes, telegrams: int) -> None:
 
 def test_pty_meter_through_agent_into_influxdb_v1(tmp_path: Path) -> None:
     clean, sent = noisy_telegrams("dsmr5", 120, rate=0.25, seed=11)
-    results = core_results(sent)
+    results = core(sent)
     want = expected_points(results, clean)
     with influxdb1(tmp_path / "influx") as influx, pty_meter() as (master, device):
         influx.create_database("energy")
@@ -140,7 +118,7 @@ def test_pty_meter_through_agent_into_influxdb_v1(tmp_path: Path) -> None:
         try:
             wait_for(lambda: agent.value("p1_source_connected") == 1, what="pty open")
             send_paced(lambda chunk: os.write(master, chunk), sent, len(clean))
-            wait_counted(agent, results)
+            wait_counted(agent, len(results))
             check_metrics(agent, results)
 
             def landed() -> list[dict[str, object]]:
@@ -190,7 +168,7 @@ def vm_numbers(
 
 def test_tcp_meter_through_agent_into_victoriametrics_v2(tmp_path: Path) -> None:
     clean, sent = noisy_telegrams("hu", 60, rate=0.3, seed=12)
-    results = core_results(sent)
+    results = core(sent)
     want = expected_points(results, clean)
     # VictoriaMetrics keeps numbers only, one series per measurement_field: booleans become 0/1
     # and text fields (the breaker status) 0.
@@ -215,7 +193,7 @@ def test_tcp_meter_through_agent_into_victoriametrics_v2(tmp_path: Path) -> None
         try:
             conn = meter.accept()
             send_paced(conn.sendall, sent, len(clean))
-            wait_counted(agent, results)
+            wait_counted(agent, len(results))
             check_metrics(agent, results)
             wait_for(lambda: agent.value("p1_spool_points") == 0, what="spool drained")
             meter_id = next(r.telegram.meter for r in results if r.telegram is not None)

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from agentproc import AgentProcess, start_agent, wait_for
+from agentproc import AgentProcess, core, spooled_lines, start_agent, wait_counted, wait_for
 from faultkit import (
     METER,
     Answer,
@@ -31,10 +31,8 @@ from faultkit import (
     SpoolDisk,
     StoringInflux,
     Tally,
-    core,
     expected_p1,
     landed_p1,
-    spooled_lines,
 )
 from meters import TcpMeter
 from servers import InfluxDB1, influxdb1
@@ -71,15 +69,6 @@ def accepted(agent: AgentProcess) -> int:
     return int(
         agent.value("p1_telegrams_total", result="valid")
         + agent.value("p1_telegrams_total", result="repaired")
-    )
-
-
-def wait_counted(agent: AgentProcess, frames: int) -> None:
-    wait_for(
-        lambda: agent.value("p1_telegrams_total") == frames,
-        timeout=60,
-        what=f"{frames} frames counted",
-        proc=agent.proc,
     )
 
 
