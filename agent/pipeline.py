@@ -7,19 +7,28 @@ from __future__ import annotations
 
 import difflib
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from agent.crc import CrcChecker, CrcKind
 from agent.derive import Deriver
 from agent.fields import FieldValue
+from agent.fragment import obis_keys, unsealed_problem
 from agent.framing import DEFAULT_MAX_FRAME, Frame, Framer
 from agent.points import telegram_fields
 from agent.repair import MeterProfile, Outcome, Repairer
+from agent.repair.plausible import implausible
 from agent.telegram import Decoder, MeterZone, Telegram
 
 VALID = "valid"
 REPAIRED = "repaired"
 REJECTED = "rejected"
+FRAGMENT = "fragment"  # a piece of a telegram cut short by a noise-made `!`
+
+# What a printable-only terminal log (PuTTY) makes of the Hungarian meter's text message: the
+# 1024 bytes of 0xFF padding (the longest DSMR text message) are not printable and vanish.
+_EMPTY_MESSAGE = b"\r\n0-0:96.13.0()\r\n"
+_FF_MESSAGE = b"\r\n0-0:96.13.0(" + b"\xff" * 1024 + b")\r\n"
 
 
 @dataclass(slots=True)
@@ -48,6 +57,11 @@ class _Meter:
 
     checker: CrcChecker
     profile: MeterProfile
+    usual: frozenset[bytes] | None = None  # lines every accepted checksum-less telegram held
+
+
+def _with_message(body: bytes) -> bytes:
+    return body.replace(_EMPTY_MESSAGE, _FF_MESSAGE, 1)
 
 
 def _alike(a: bytes, b: bytes) -> bool:
@@ -165,24 +179,29 @@ class MeterPipeline:
                 return
             self._emit(held[1], results)
         result = self._process(frame)
-        if not result.accepted and self._holdable(frame):
+        if not result.accepted and self._holdable(frame, result):
             self._held = (frame, result)  # decided when the next frame arrives
             return
         self._emit(result, results)
 
-    def _holdable(self, frame: Frame) -> bool:
+    def _holdable(self, frame: Frame, result: Result) -> bool:
         """A rejected frame shorter than its meter's telegrams may have ended early: cut by a
-        byte that turned into `/`, or into `!` before a line end. The next frame may be its rest."""
+        byte that turned into `/`, or into `!` before a line end. The next frame may be its rest.
+        Before any telegram was accepted, only a fragment (`…)` turned `…!`) is held."""
         meter = self._last
-        if self.repairer is None or meter is None or frame.headless or not meter.profile.ready:
+        if self.repairer is None or frame.headless:
             return False
+        if meter is None or not meter.profile.ready:
+            return result.reason == FRAGMENT
         return len(frame.body) < len(meter.profile.bodies[-1])
 
     def _join(self, held: Frame, frame: Frame) -> Result | None:
         """Try the held frame and this one as one telegram split by a byte that became `/`."""
         meter = self._last
-        if self.repairer is None or meter is None:
+        if self.repairer is None:
             return None
+        if meter is None or not meter.profile.ready:
+            return self._cold_join(held, frame)
         expected = frame.expected_crc
         if expected is not None and meter.checker.check(frame.body, expected) is not None:
             return None  # the new frame is fine on its own: the held one was really cut short
@@ -192,6 +211,60 @@ class MeterPipeline:
         if not outcome.repaired:
             return None
         return self._repaired(held, meter, outcome, "split")
+
+    def _cold_join(self, held: Frame, frame: Frame) -> Result | None:
+        """Without a profile: a fragment whose last `)` turned into `!`, and the headless rest
+        with the checksum. One hypothesis (two with the 0xFF run), each checked by the CRC."""
+        if not frame.headless or frame.checksum is None or held.body[-3:] == b"\r\n!":
+            return None
+        body = held.body[:-1] + b")\r\n" + frame.body
+        candidates = [(body, ("join",))]
+        if _EMPTY_MESSAGE in body:
+            candidates.append((_with_message(body), ("join", "ff_run")))
+        header = self._header(held)
+        return self._sealed(frame, header, self._meter(held, header), candidates, FRAGMENT)
+
+    def _sealed(
+        self,
+        frame: Frame,
+        header: bytes,
+        meter: _Meter,
+        candidates: Sequence[tuple[bytes, tuple[str, ...]]],
+        failure: str,
+    ) -> Result | None:
+        """The one candidate body whose CRC matches the frame's checksum, accepted as a repair.
+        Used before a profile exists, with one or two candidates: 2⁻¹⁵ at most."""
+        expected = frame.expected_crc
+        if expected is None:
+            return None
+        for body, methods in candidates:
+            kind = meter.checker.check(body, expected)
+            if kind is None:
+                continue
+            try:
+                telegram = self.decoder.decode(body)
+            except Exception:
+                return None
+            if not telegram.readings or implausible(telegram, meter.profile.history):
+                return None
+            assert frame.checksum is not None
+            if self.repairer is not None:
+                meter.profile.learn(body, frame.checksum, kind, telegram)
+            self._remember(header, meter)
+            fields, derived = self._fields(telegram)
+            tried = len(candidates)
+            return Result(
+                REPAIRED,
+                Frame(body, frame.checksum, frame.offset, frame.skipped),
+                telegram,
+                crc=kind,
+                fields=fields,
+                derived=derived,
+                repair={"method": "+".join(methods), "changes": [], "candidates": tried},
+                failure=failure,
+                candidates=tried,
+            )
+        return None
 
     @staticmethod
     def _reject(frame: Frame, reason: str, failure: str | None = None) -> Result:
@@ -215,6 +288,10 @@ class MeterPipeline:
         telegram = outcome.telegram
         frame = Frame(outcome.body, outcome.checksum, received.offset, received.skipped)
         meter.profile.accept(telegram)
+        for change in outcome.changes:
+            was, now = bytes.fromhex(str(change["from"])), bytes.fromhex(str(change["to"]))
+            if len(was) == len(now) and len(was) <= 2:
+                meter.profile.observe(was, now)
         fields, derived = self._fields(telegram)
         repair: dict[str, object] = {
             "method": outcome.method,
@@ -246,14 +323,25 @@ class MeterPipeline:
         if expected is not None:
             kind = checker.check(frame.body, expected)
             if kind is None:
+                if not meter.profile.ready and _EMPTY_MESSAGE in frame.body:
+                    # Nothing learned yet: only what a terminal log is known to drop is tried.
+                    candidate = [(_with_message(frame.body), ("ff_run",))]
+                    restored = self._sealed(frame, header, meter, candidate, "crc")
+                    if restored is not None:
+                        return restored
                 return self._fail(frame, meter, "crc")
             assert frame.checksum is not None
             if meter.profile.uppercase and frame.checksum.upper() != frame.checksum:
                 # Same value, but not the bytes this meter writes: a letter damaged on the line.
                 return self._fail(frame, meter, "crc")
-        elif checker.kind is not None:
+        elif not frame.body.endswith(b"\r\n!"):
+            # A `!` inside a line ended the frame: a `)` that lost a bit, or noise.
+            return self._reject(frame, FRAGMENT, FRAGMENT)
+        elif checker.kind is not None or meter.profile.checksum_length is not None:
             # This meter seals its telegrams; one without a checksum lost it on the line.
             return self._fail(frame, meter, "missing_checksum")
+        elif unsealed_problem(frame.body, meter.usual) is not None:
+            return self._reject(frame, FRAGMENT, FRAGMENT)
         try:
             telegram = self.decoder.decode(frame.body)
         except Exception:
@@ -262,6 +350,9 @@ class MeterPipeline:
             return self._reject(frame, "no_readings")
         if self.repairer is not None:
             meter.profile.learn(frame.body, frame.checksum, kind, telegram)
+        if expected is None:
+            keys = obis_keys(frame.body)
+            meter.usual = keys if meter.usual is None else meter.usual & keys
         self._remember(header, meter)
         fields, derived = self._fields(telegram)
         return Result(VALID, frame, telegram, crc=kind, fields=fields, derived=derived)

@@ -22,11 +22,13 @@ counted and the sets stay small.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from agent.crc import FUNCTIONS, CrcKind
 from agent.framing import Frame
+from agent.repair.align import align
 from agent.repair.plausible import implausible
 from agent.repair.profile import CONST, MeterProfile, Template
 from agent.repair.syndrome import single_byte_errors
@@ -36,6 +38,8 @@ MAX_EDITS = 8  # more damaged bytes than this: rejected, never "repaired"
 MAX_ERASURES = 2  # unknown digits solved by brute force against the CRC (10² candidates)
 MAX_INSERTED = 8  # garbage bytes removed in one run
 MAX_WINDOW = 48  # widest stretch searched for an inserted or dropped byte
+MAX_HYPOTHESES = 4096  # CRC-tested per frame: a false match stays below 4096 / 65 536 before the
+# template, decoding and the meter's history refuse it
 _HEX = frozenset(b"0123456789ABCDEFabcdef")
 
 
@@ -162,6 +166,13 @@ class Repairer:
             tried += count
             for body, checksum, telegram, methods in found:
                 survivors.setdefault(body + b"!" + checksum, (body, telegram, methods))
+        if not survivors:
+            # Several edits of different kinds (a byte lost beside a damaged one): align.
+            for base in bases:
+                found, count = self._aligned(base, template, profile, MAX_HYPOTHESES - tried)
+                tried += count
+                for body, checksum, telegram, methods in found:
+                    survivors.setdefault(body + b"!" + checksum, (body, telegram, methods))
         if len(survivors) > 1:
             return Outcome(reason="ambiguous", tried=tried)
         if not survivors:
@@ -204,6 +215,10 @@ class Repairer:
                 return
             raw = b"/" + raw[at:]
             methods += ("start",)
+        restored = template.restore_runs(raw)
+        if restored is not raw:
+            raw = restored
+            methods += ("block",)
         yield _Base(raw, checksum, methods)
 
     @staticmethod
@@ -276,6 +291,47 @@ class Repairer:
                 accepted = self._accept(body, template, profile)
                 if accepted is not None:
                     found.append((body, computed, accepted, (*base.methods, "checksum")))
+        return found, tried
+
+    def _aligned(
+        self, base: _Base, template: Template, profile: MeterProfile, budget: int
+    ) -> tuple[list[tuple[bytes, bytes, Telegram, tuple[str, ...]]], int]:
+        """Every combination of the explanations the alignment found at each site, CRC-tested;
+        refused whole when there are more combinations than the budget allows."""
+        assert profile.crc is not None and profile.checksum_length is not None
+        checksum = base.checksum
+        if len(checksum) != profile.checksum_length or not all(b in _HEX for b in checksum):
+            return [], 0
+        expected = int(checksum, 16)
+        sites = align(base.body, template, MAX_EDITS, profile.clears)
+        if not sites:
+            return [], 0
+        combinations = math.prod(len(site.options) for site in sites)
+        if combinations > budget:
+            return [], 0
+        crc = FUNCTIONS[profile.crc]
+        length = len(template.reference)
+        body = base.body
+        found = []
+        tried = 0
+        methods = (*base.methods, "align")
+        text = checksum.upper() if profile.uppercase else checksum
+        for choice in itertools.product(*(site.options for site in sites)):
+            pieces = []
+            at = 0
+            for site, option in zip(sites, choice, strict=True):
+                pieces += (body[at : site.start], option)
+                at = site.end
+            pieces.append(body[at:])
+            candidate = b"".join(pieces)
+            if len(candidate) != length:
+                continue
+            tried += 1
+            if crc(candidate) != expected:
+                continue
+            accepted = self._accept(candidate, template, profile)
+            if accepted is not None:
+                found.append((candidate, text, accepted, methods))
         return found, tried
 
     def _accept(self, body: bytes, template: Template, profile: MeterProfile) -> Telegram | None:

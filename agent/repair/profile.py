@@ -8,6 +8,7 @@ S/W clock flag. A received frame is judged against that template.
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass
@@ -42,11 +43,46 @@ def _stable(key: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class Run:
+    """A long run of one constant byte (the Hungarian meter's 0xFF text message): where a
+    receive-buffer overrun or a printable-only terminal log loses bytes, and the template alone
+    says what they were."""
+
+    before: bytes  # the bytes that lead up to the run (its line's OBIS code and `(`)
+    byte: int
+    length: int
+    after: int  # the byte that follows the run
+
+
+MIN_RUN = 16
+CLEARS_EVIDENCE = 16  # bits seen cleared before the line counts as one that clears bits
+_RUN_CONTEXT = 12
+
+
+@dataclass(frozen=True, slots=True)
 class Template:
     reference: bytes  # the latest valid body (`/` … `!`)
     classes: bytes  # CONST / DIGIT / FLAG per position
     line_starts: tuple[int, ...]  # offset of each line in the reference
     line_keys: tuple[str, ...]  # OBIS reference (or "header") of each line
+    runs: tuple[Run, ...] = ()
+
+    def restore_runs(self, body: bytes) -> bytes:
+        """`body` with every run that lost bytes (a shorter run of the same byte, possibly
+        empty, between the run's context and its next byte) made whole again; `body` itself
+        when nothing was lost. All bytes of a run are equal, so where they went missing does not
+        matter: one hypothesis per run."""
+        for run in self.runs:
+            at = body.find(run.before)
+            if at < 0:
+                continue
+            start = at + len(run.before)
+            end = start
+            while end < len(body) and body[end] == run.byte:
+                end += 1
+            if end - start < run.length and end < len(body) and body[end] == run.after:
+                body = body[:start] + bytes((run.byte,)) * run.length + body[end:]
+        return body
 
     @property
     def hypotheses(self) -> int:
@@ -146,7 +182,18 @@ def build_template(bodies: list[bytes]) -> Template:
         if line[:1] != b"/" and not unchanged:
             _value_classes(line, classes, position)
         position += len(line) + 2
-    return Template(reference, bytes(classes), tuple(starts), tuple(keys))
+    return Template(reference, bytes(classes), tuple(starts), tuple(keys), _runs(reference))
+
+
+_RUN = re.compile(rb"(.)\1{%d,}" % (MIN_RUN - 1), re.DOTALL)
+
+
+def _runs(reference: bytes) -> tuple[Run, ...]:
+    return tuple(
+        Run(reference[m.start() - _RUN_CONTEXT : m.start()], m[0][0], len(m[0]), reference[m.end()])
+        for m in _RUN.finditer(reference)
+        if m.start() >= _RUN_CONTEXT and m.end() < len(reference)
+    )
 
 
 @dataclass(slots=True)
@@ -172,6 +219,21 @@ class MeterProfile:
         self._history_of: Telegram | None = None
         self.uppercase = False  # the meter writes its checksum in capitals (DSMR does)
         self._template: Template | None = None
+        # Which way the line fails, from the bytes repairs changed: bits lost, bits gained.
+        self.bits_cleared = 0
+        self.bits_set = 0
+
+    @property
+    def clears(self) -> bool:
+        """The line is known to lose 1-bits and almost never gain them (a weak pull-up, slow
+        edges): a received byte came from one with more 1-bits."""
+        return self.bits_cleared >= CLEARS_EVIDENCE and self.bits_set * 20 <= self.bits_cleared
+
+    def observe(self, received: bytes, sent: bytes) -> None:
+        """Learn from one byte a repair changed (equal-length substitutions only)."""
+        for r, s in zip(received, sent, strict=True):
+            self.bits_cleared += (s & ~r).bit_count()
+            self.bits_set += (r & ~s).bit_count()
 
     @property
     def ready(self) -> bool:
