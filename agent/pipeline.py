@@ -58,6 +58,7 @@ class _Meter:
     checker: CrcChecker
     profile: MeterProfile
     usual: frozenset[bytes] | None = None  # lines every accepted checksum-less telegram held
+    stale: int = 0  # frames lost since the last accepted one: the repair budget shrinks with it
 
 
 def _with_message(body: bytes) -> bytes:
@@ -82,6 +83,10 @@ class MeterPipeline:
         crc: CrcKind | None = None,
         repair: bool = True,
     ) -> None:
+        from agent.parity import ParityMasker
+
+        # Before the framer: a 7E1 meter read as 8N1 gets its parity bit stripped.
+        self.parity = ParityMasker()
         self.framer = Framer(max_frame)
         self.decoder = Decoder(zone)
         self.repairer = Repairer(self.decoder) if repair else None
@@ -98,13 +103,13 @@ class MeterPipeline:
 
     def feed(self, data: bytes) -> list[Result]:
         results: list[Result] = []
-        for frame in self.framer.feed(data):
+        for frame in self.framer.feed(self.parity.feed(data)):
             self._handle(frame, results)
         return results
 
     def close(self) -> list[Result]:
         results: list[Result] = []
-        for frame in self.framer.close():
+        for frame in [*self.framer.feed(self.parity.close()), *self.framer.close()]:
             self._handle(frame, results)
         if self._held is not None:
             self._emit(self._held[1], results)
@@ -137,6 +142,7 @@ class MeterPipeline:
         return _Meter(CrcChecker(self._crc), MeterProfile())
 
     def _remember(self, header: bytes, meter: _Meter) -> None:
+        meter.stale = 0
         if header not in self._meters and len(self._meters) < self.MAX_METERS:
             self._meters[header] = meter
         self._last = meter
@@ -207,7 +213,7 @@ class MeterPipeline:
             return None  # the new frame is fine on its own: the held one was really cut short
         # A frame that ended on a false `!` lost its line end to the framer: put it back.
         prefix = held.body if held.truncated else held.text + b"\r\n"
-        outcome = self.repairer.repair(frame, meter.profile, prefix=prefix)
+        outcome = self.repairer.repair(frame, meter.profile, prefix=prefix, stale=meter.stale)
         if not outcome.repaired:
             return None
         return self._repaired(held, meter, outcome, "split")
@@ -218,7 +224,7 @@ class MeterPipeline:
         if not frame.headless or frame.checksum is None or held.body[-3:] == b"\r\n!":
             return None
         body = held.body[:-1] + b")\r\n" + frame.body
-        candidates = [(body, ("join",))]
+        candidates: list[tuple[bytes, tuple[str, ...]]] = [(body, ("join",))]
         if _EMPTY_MESSAGE in body:
             candidates.append((_with_message(body), ("join", "ff_run")))
         header = self._header(held)
@@ -274,8 +280,9 @@ class MeterPipeline:
         """A frame that did not check out: repaired exactly, or rejected with the reason."""
         if self.repairer is None:
             return self._reject(frame, failure, failure)
-        outcome = self.repairer.repair(frame, meter.profile)
+        outcome = self.repairer.repair(frame, meter.profile, stale=meter.stale)
         if not outcome.repaired:
+            meter.stale += 1
             reason = outcome.reason or "unrepairable"
             # Without a profile nothing was tried: the arrival failure is the reason.
             result = self._reject(frame, failure if reason == "no_profile" else reason, failure)
@@ -288,6 +295,7 @@ class MeterPipeline:
         telegram = outcome.telegram
         frame = Frame(outcome.body, outcome.checksum, received.offset, received.skipped)
         meter.profile.accept(telegram)
+        meter.stale = 0
         for change in outcome.changes:
             was, now = bytes.fromhex(str(change["from"])), bytes.fromhex(str(change["to"]))
             if len(was) == len(now) and len(was) <= 2:

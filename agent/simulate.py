@@ -97,7 +97,8 @@ class SimulatedMeter:
         self._tariff = tariff + 1
         self.import_wh[tariff] += max(0.0, net) * hours
         self.export_wh[tariff] += max(0.0, -net) * hours
-        for i, share in enumerate((0.1, 0.25, 0.1, 0.01, 0.01, 0.24)):
+        # Quadrants Q1–Q4 (5.8.0–8.8.0); the meter writes 3.8.0 and 4.8.0 as Q1 + Q2, Q3 + Q4.
+        for i, share in ((2, 0.09), (3, 0.01), (4, 0.01), (5, 0.24)):
             self.reactive_varh[i] += load * share * hours
         if self.count % max(1, int(300 / self.interval)) == 0:
             self.gas_m3 += rng.random() * 0.05
@@ -114,8 +115,10 @@ class SimulatedMeter:
     # -- layouts -------------------------------------------------------------------------
 
     @staticmethod
-    def _kwh(wh: float) -> str:
-        return f"{int(wh) / 1000:010.3f}"
+    def _kwh(*wh: float) -> str:
+        """A register in kWh with three decimals; a total is the sum of its parts as written
+        (truncated to whole Wh each), as the real meter's 1.8.0 = Σ 1.8.1–1.8.4 is."""
+        return f"{sum(int(w) for w in wh) / 1000:010.3f}"
 
     def _hu(self) -> str:
         kwh = self._kwh
@@ -133,23 +136,23 @@ class SimulatedMeter:
             f"0-0:96.14.0({self._tariff:04d})",
             "0-0:96.50.68(ON)",
             "0-0:17.0.0(90.000*kW)",
-            f"1-0:1.8.0({kwh(sum(imp))}*kWh)",
+            f"1-0:1.8.0({kwh(*imp)}*kWh)",
             f"1-0:1.8.1({kwh(imp[0])}*kWh)",
             f"1-0:1.8.2({kwh(imp[1])}*kWh)",
             "1-0:1.8.3(000000.000*kWh)",
             "1-0:1.8.4(000000.000*kWh)",
-            f"1-0:2.8.0({kwh(sum(exp))}*kWh)",
+            f"1-0:2.8.0({kwh(*exp)}*kWh)",
             f"1-0:2.8.1({kwh(exp[0])}*kWh)",
             f"1-0:2.8.2({kwh(exp[1])}*kWh)",
             "1-0:2.8.3(000000.000*kWh)",
             "1-0:2.8.4(000000.000*kWh)",
-            f"1-0:3.8.0({kwh(rv[0])}*kvarh)",
-            f"1-0:4.8.0({kwh(rv[1])}*kvarh)",
+            f"1-0:3.8.0({kwh(rv[2], rv[3])}*kvarh)",
+            f"1-0:4.8.0({kwh(rv[4], rv[5])}*kvarh)",
             f"1-0:5.8.0({kwh(rv[2])}*kvarh)",
             f"1-0:6.8.0({kwh(rv[3])}*kvarh)",
             f"1-0:7.8.0({kwh(rv[4])}*kvarh)",
             f"1-0:8.8.0({kwh(rv[5])}*kvarh)",
-            f"1-0:15.8.0({kwh(sum(imp) + sum(exp))}*kWh)",
+            f"1-0:15.8.0({kwh(*imp, *exp)}*kWh)",
             *(f"1-0:{c}.7.0({ph.volts:05.1f}*V)" for c, ph in zip((32, 52, 72), p, strict=True)),
             *(f"1-0:{c}.7.0({a:03d}*A)" for c, a in zip((31, 51, 71), amps, strict=True)),
             *(f"1-0:{c}.7.0({f:.3f})" for c, f in zip((13, 33, 53, 73), pf, strict=True)),

@@ -26,11 +26,12 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from agent.crc import FUNCTIONS, CrcKind
+from agent.crc import FUNCTIONS
 from agent.framing import Frame
 from agent.repair.align import align
 from agent.repair.plausible import implausible
-from agent.repair.profile import CONST, MeterProfile, Template
+from agent.repair.profile import CONST, DIGIT, MeterProfile, Template
+from agent.repair.risk import budget, originals, syndrome_space
 from agent.repair.syndrome import single_byte_errors
 from agent.telegram import Decoder, Telegram
 
@@ -38,8 +39,6 @@ MAX_EDITS = 8  # more damaged bytes than this: rejected, never "repaired"
 MAX_ERASURES = 2  # unknown digits solved by brute force against the CRC (10² candidates)
 MAX_INSERTED = 8  # garbage bytes removed in one run
 MAX_WINDOW = 48  # widest stretch searched for an inserted or dropped byte
-MAX_HYPOTHESES = 4096  # CRC-tested per frame: a false match stays below 4096 / 65 536 before the
-# template, decoding and the meter's history refuse it
 _HEX = frozenset(b"0123456789ABCDEFabcdef")
 
 
@@ -141,9 +140,12 @@ class Repairer:
 
     # -- entry point -----------------------------------------------------------------------
 
-    def repair(self, frame: Frame, profile: MeterProfile, prefix: bytes | None = None) -> Outcome:
+    def repair(
+        self, frame: Frame, profile: MeterProfile, prefix: bytes | None = None, stale: int = 0
+    ) -> Outcome:
         """Repair `frame`; `prefix` holds the bytes of an earlier frame that ended too soon, when
-        the two may be one telegram split by a damaged byte."""
+        the two may be one telegram split by a damaged byte; `stale` counts the meter's telegrams
+        lost since its last accepted one (the older the history, the fewer hypotheses allowed)."""
         template = profile.template()
         if not profile.ready or template is None or profile.crc is None:
             return Outcome(reason="no_profile")
@@ -155,9 +157,10 @@ class Repairer:
         survivors: dict[bytes, tuple[bytes, Telegram, tuple[str, ...]]] = {}
         tried = 0
         reason = "unrepairable"
+        limit = budget(stale)
         for base in bases:
             try:
-                found, count = self._search(base, template, profile)
+                found, count = self._search(base, template, profile, limit - tried)
             except _TooMany:
                 reason = "too_many_errors"
                 continue
@@ -169,7 +172,7 @@ class Repairer:
         if not survivors:
             # Several edits of different kinds (a byte lost beside a damaged one): align.
             for base in bases:
-                found, count = self._aligned(base, template, profile, MAX_HYPOTHESES - tried)
+                found, count = self._aligned(base, template, profile, limit - tried)
                 tried += count
                 for body, checksum, telegram, methods in found:
                     survivors.setdefault(body + b"!" + checksum, (body, telegram, methods))
@@ -177,6 +180,8 @@ class Repairer:
             return Outcome(reason="ambiguous", tried=tried)
         if not survivors:
             return Outcome(reason=reason, tried=tried)
+        if tried > limit:
+            return Outcome(reason="too_many_hypotheses", tried=tried)
         text, (body, telegram, methods) = next(iter(survivors.items()))
         checksum = text[len(body) + 1 :]
         accepted = body + checksum
@@ -240,7 +245,7 @@ class Repairer:
     # -- candidate search ------------------------------------------------------------------
 
     def _search(
-        self, base: _Base, template: Template, profile: MeterProfile
+        self, base: _Base, template: Template, profile: MeterProfile, limit: int
     ) -> tuple[list[tuple[bytes, bytes, Telegram, tuple[str, ...]]], int]:
         assert profile.crc is not None and profile.checksum_length is not None
         crc = FUNCTIONS[profile.crc]
@@ -256,7 +261,7 @@ class Repairer:
         body = base.body
         extra = len(body) - length
         if extra == 0:
-            candidates, searched = self._equal_length(body, template, profile.crc, expected, crc)
+            candidates, searched = self._equal_length(body, template, profile, expected, limit)
         elif 0 < extra <= MAX_INSERTED:
             candidates = list(self._deleted(body, extra, template))
         elif extra == -1:
@@ -317,7 +322,7 @@ class Repairer:
         methods = (*base.methods, "align")
         text = checksum.upper() if profile.uppercase else checksum
         for choice in itertools.product(*(site.options for site in sites)):
-            pieces = []
+            pieces: list[bytes] = []
             at = 0
             for site, option in zip(sites, choice, strict=True):
                 pieces += (body[at : site.start], option)
@@ -346,12 +351,16 @@ class Repairer:
         self,
         body: bytes,
         template: Template,
-        kind: CrcKind,
+        profile: MeterProfile,
         expected: int | None,
-        crc: Callable[[bytes], int],
+        limit: int,
     ) -> tuple[list[tuple[bytes, tuple[str, ...]]], int]:
         """Candidates for a body of the right length, and how many single-digit hypotheses the
-        CRC syndrome search weighed without listing them (each risks 1/65 536 too)."""
+        CRC syndrome search weighed without listing them (each risks 1/65 536 too); the syndrome
+        is not asked when those would exceed `limit`."""
+        assert profile.crc is not None
+        kind = profile.crc
+        crc = FUNCTIONS[kind]
         violations = template.violations(body, MAX_EDITS)
         if violations is None:
             raise _TooMany
@@ -380,13 +389,24 @@ class Repairer:
         if syndrome == 0:
             return candidates, 0
         # One digit-for-digit error left: only the CRC can say where.
+        space = syndrome_space(
+            template, restored, profile.history, profile.clears, self.decoder.zone.parse
+        )
+        if space > limit:
+            return candidates, 0
         for position, mask in single_byte_errors(kind, len(restored), syndrome):
             byte = restored[position] ^ mask
+            if (
+                profile.clears
+                and template.classes[position] == DIGIT
+                and byte not in originals(restored[position], True)
+            ):
+                continue  # not counted in `space` either
             if template.classes[position] != CONST and template.fits(position, byte):
                 candidate = bytearray(restored)
                 candidate[position] = byte
                 candidates.append((bytes(candidate), (*methods, "syndrome")))
-        return candidates, template.hypotheses
+        return candidates, space
 
     @staticmethod
     def _window(body: bytes, template: Template) -> range:

@@ -48,12 +48,17 @@ def implausible(telegram: Telegram, history: History | None) -> str | None:
         seconds = (telegram.meter_time - history.time).total_seconds()
         if not 0 < seconds <= MAX_CLOCK_GAP:
             return f"meter time moved {seconds:+.0f} s"
+        if history.grid > 1 and seconds % history.grid:
+            return f"meter time moved {seconds:+.0f} s, off its {history.grid}-s steps"
     limit_kw = _float(history.fields, "limiter_threshold_kw")
     if limit_kw is None or not 0 < limit_kw < 1000:
         limit_kw = DEFAULT_MAX_KW
     before = history.fields
     if set(fields) != set(before) and seconds is not None and seconds < 3600:
         return "different readings than the previous telegram"
+    for total, parts in SUMS:
+        if adds_up(before, total, parts) is True and adds_up(fields, total, parts) is False:
+            return f"{total} is not the sum of {', '.join(parts)}"
     hours = (seconds or 3600.0) / 3600.0
     for name, value in fields.items():
         old = before.get(name)
@@ -92,6 +97,27 @@ def implausible(telegram: Telegram, history: History | None) -> str | None:
                 # The device reports every few minutes; between reports the value stands still.
                 return f"M-Bus {device.kind} {value} → {reading.value} at the same capture time"
     return None
+
+
+# Registers whose total the meter writes beside its parts (the Hungarian meter: 1.8.0 = Σ 1.8.1–4,
+# 2.8.0 likewise, 3.8.0 = 5.8.0 + 6.8.0, 4.8.0 = 7.8.0 + 8.8.0). Checked only where the meter's
+# previous telegram satisfied the identity, so a meter that counts otherwise is never refused.
+SUMS = (
+    ("energy_import_kwh", tuple(f"energy_import_t{t}_kwh" for t in range(1, 5))),
+    ("energy_export_kwh", tuple(f"energy_export_t{t}_kwh" for t in range(1, 5))),
+    ("energy_reactive_import_kvarh", ("energy_reactive_q1_kvarh", "energy_reactive_q2_kvarh")),
+    ("energy_reactive_export_kvarh", ("energy_reactive_q3_kvarh", "energy_reactive_q4_kvarh")),
+)
+_SUM_SLACK = 0.0015  # the parts are truncated to the last digit each
+
+
+def adds_up(fields: dict[str, FieldValue], total: str, parts: tuple[str, ...]) -> bool | None:
+    """Whether the total equals the sum of its parts; None when the meter does not send them."""
+    whole = _float(fields, total)
+    values = [v for v in (_float(fields, p) for p in parts) if v is not None]
+    if whole is None or len(values) < 2:
+        return None
+    return abs(whole - sum(values)) <= _SUM_SLACK * len(values)
 
 
 # M-Bus devices and demand peaks are captured by the meter's own clock: never after it.

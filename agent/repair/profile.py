@@ -8,6 +8,7 @@ S/W clock flag. A received frame is judged against that template.
 
 from __future__ import annotations
 
+import math
 import re
 from bisect import bisect_right
 from collections import deque
@@ -56,6 +57,7 @@ class Run:
 
 MIN_RUN = 16
 CLEARS_EVIDENCE = 16  # bits seen cleared before the line counts as one that clears bits
+GRID_EVIDENCE = 3  # clock steps seen before a telegram off the meter's grid is refused
 _RUN_CONTEXT = 12
 
 
@@ -203,6 +205,7 @@ class History:
     time: datetime | None
     fields: dict[str, FieldValue]
     mbus: dict[str, tuple[float, datetime | None]]  # device → (value, capture time)
+    grid: int = 0  # seconds every step of the meter's clock is a multiple of (0: not known)
 
 
 class MeterProfile:
@@ -222,6 +225,8 @@ class MeterProfile:
         # Which way the line fails, from the bytes repairs changed: bits lost, bits gained.
         self.bits_cleared = 0
         self.bits_set = 0
+        self._grid = 0
+        self._steps = 0
 
     @property
     def clears(self) -> bool:
@@ -252,7 +257,20 @@ class MeterProfile:
                 self.uppercase = checksum.upper() == checksum and not checksum.isdigit()
         if crc is not None:
             self.crc = crc
+        self._learn_grid(telegram)
         self._latest = telegram
+
+    def _learn_grid(self, telegram: Telegram) -> None:
+        """The meter's clock steps (10 s on the Hungarian meter, 1 s on DSMR 5), from
+        consecutive valid telegrams: their greatest common divisor."""
+        before = self._latest
+        if before is None or before.meter_time is None or telegram.meter_time is None:
+            return
+        step = (telegram.meter_time - before.meter_time).total_seconds()
+        if step <= 0 or step != int(step):
+            return
+        self._grid = math.gcd(self._grid, int(step))
+        self._steps += 1
 
     def accept(self, telegram: Telegram) -> None:
         """Record an accepted (valid or repaired) telegram as the latest history."""
@@ -272,7 +290,8 @@ class MeterProfile:
                 if reading is not None and isinstance(reading.value, float):
                     key = device.equipment_id or str(device.channel)
                     mbus[key] = (reading.value, reading.time)
-            self._history = History(telegram.meter_time, telegram.fields, mbus)
+            grid = self._grid if self._steps >= GRID_EVIDENCE else 0
+            self._history = History(telegram.meter_time, telegram.fields, mbus, grid)
             self._history_of = telegram
         return self._history
 
