@@ -86,10 +86,14 @@ def simulate_command(args: argparse.Namespace) -> int:
 
 
 def _noisy_channel(args: argparse.Namespace, telegram: bytes) -> NoisyChannel | None:
-    """The line's noise from --noise-rate and --noise (which overrides single modes), or None."""
+    """The line's noise from --noise-rate and --noise (which overrides single modes, or names the
+    bad-line profile), or None."""
     from agent.noise import (
+        ALL_MODES,
+        BAD_LINE,
         NoisyChannel,
         applicable_modes,
+        bad_line_rates,
         check_rates,
         parse_rate,
         parse_rates,
@@ -98,19 +102,25 @@ def _noisy_channel(args: argparse.Namespace, telegram: bytes) -> NoisyChannel | 
 
     if args.noise is None and args.noise_rate is None:
         return None
-    modes = applicable_modes(telegram)
+    # Its own random stream: the meter's values are the same with and without noise.
+    seed = f"noise-{args.seed}"
+    if args.noise == BAD_LINE:
+        if args.noise_rate is not None:
+            raise ValueError(f"--noise {BAD_LINE} is a whole line: it takes no --noise-rate")
+        return NoisyChannel(bad_line_rates(telegram), seed)
     rates: dict[str, float] = {}
     if args.noise_rate is not None:
-        rates.update(spread_rate(parse_rate(args.noise_rate, "noise rate"), modes))
+        rate = parse_rate(args.noise_rate, "noise rate")
+        rates.update(spread_rate(rate, applicable_modes(telegram)))
     if args.noise is not None:
         explicit = parse_rates(args.noise)
+        modes = applicable_modes(telegram, ALL_MODES)
         for mode, rate in explicit.items():
             if rate and mode not in modes:
                 raise ValueError(f"noise mode {mode} does not apply to {args.flavour} telegrams")
         rates.update(explicit)
     check_rates(rates)
-    # Its own random stream: the meter's values are the same with and without noise.
-    return NoisyChannel(rates, f"noise-{args.seed}")
+    return NoisyChannel(rates, seed)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -151,9 +161,10 @@ def check_config_command(args: argparse.Namespace) -> int:
     print("\n# checks")
     ok = True
     for source in settings.sources:
-        passed, message = _check_source(settings, source.url, source, args.wait)
+        passed, message, link = _check_source(settings, source.url, source, args.wait)
         ok &= passed
         print(f"{'ok' if passed else 'FAILED'}: source {message}")
+        print(f"  link: {link}")
     if settings.influx is None:
         print("ok: no InfluxDB configured; readings stay in the local store")
     else:
@@ -173,9 +184,11 @@ def check_config_command(args: argparse.Namespace) -> int:
 
 def _check_source(
     settings: Settings, url: str, source: SourceSettings, wait: float
-) -> tuple[bool, str]:
+) -> tuple[bool, str, str]:
+    """(passed, what came, the link diagnosis in plain words)."""
     import threading
 
+    from agent.diagnose import LinkDiagnosis
     from agent.redact import mask_url
     from agent.sources import open_source
 
@@ -188,21 +201,27 @@ def _check_source(
         name=source.name,
     )
     pipeline = MeterPipeline(zone=MeterZone(settings.meter_timezone), max_frame=settings.max_frame)
+    link = LinkDiagnosis()
     deadline = time.monotonic() + wait
     shown = mask_url(url)
     try:
         while time.monotonic() < deadline:
             data = opened.read()
             results = pipeline.close() if data is None else pipeline.feed(data)
+            link.update(
+                results,
+                bytes_in=pipeline.framer.bytes_in,
+                masking=pipeline.parity.masking,
+                data=data or b"",
+            )
             for result in results:
                 if result.telegram is not None:
-                    return True, (
-                        f"{shown}: telegram from meter {result.telegram.meter} ({result.status})"
-                    )
+                    came = f"{shown}: telegram from meter {result.telegram.meter} ({result.status})"
+                    return True, came, link.describe()
             if data is None:
-                return False, f"{shown}: ended without a valid telegram"
+                return False, f"{shown}: ended without a valid telegram", link.describe()
         problem = opened.hint or opened.last_error or "no bytes arrived"
-        return False, f"{shown}: no telegram within {wait:g} s ({problem})"
+        return False, f"{shown}: no telegram within {wait:g} s ({problem})", link.describe()
     finally:
         opened.close()
 

@@ -4,23 +4,36 @@
 `!XXXX\\r\\n`, as `SimulatedMeter.next_telegram()` returns it) and returns a `Corruption`: the bytes
 as they arrive plus the edits made (offsets into the clean telegram). `NoisyChannel` corrupts a
 stream of telegrams at given per-mode rates (probability per telegram), for `simulate --noise` and
-the repair benchmark. Randomness comes only from a `random.Random` passed in or seeded here, so the
-same seed gives the same noise.
+the repair benchmarks; `bad_line_rates()` gives the rates of a real bad line. Randomness comes only
+from a `random.Random` passed in or seeded here, so the same seed gives the same noise.
 
-The modes follow what the seed capture showed about the line (shared/design.md): errors cluster at
-the start of a telegram after the idle gap (`start_*`, `garbage_before_start`), before the line
-that follows a pause in transmission (`garbage_before_line`, `line_zero_space`) and inside the
-Hungarian meter's 1024-byte 0xFF run (`ff_run`); the rest are generic single and double errors.
+`MODES` follow what the seed capture showed about a line in fair shape (shared/design.md): errors
+cluster at the start of a telegram after the idle gap (`start_*`, `garbage_before_start`), before
+the line that follows a pause in transmission (`garbage_before_line`, `line_zero_space`) and
+inside the Hungarian meter's 1024-byte 0xFF run (`ff_run`); the rest are generic single and
+double errors.
+
+`BAD_LINE_MODES` follow the seed meter's bad line before its hardware fix and public reports of
+E350/E360 and Sagemcom owners: bits are cleared (1→0), almost never set, so `0` arrives as a
+space, `7` as `&`, `)` as `!` and digits as smaller digits (`bit_clear`, `bit_clear_2`,
+`bit_clear_3`: one to three bytes hit); a lost byte beside a damaged one (`drop_substitution`; a
+byte cleared into a control character is also what a terminal logger drops); tens to hundreds of
+bytes lost when the reader's receive buffer overruns inside the 0xFF run (`overrun_block`, `hu`
+only); a byte cleared into a `!` before a line end or into a `/`, splitting the frame
+(`noise_bang`, `noise_slash`); and two telegrams merged into one frame because the end of the
+first was lost (`merged`, which spans two telegrams and so exists only on a `NoisyChannel`).
 
 Two guarantees hold for every corruption:
-- it changes the bytes (no no-op edits: a substituted byte always differs, a flipped bit always
-  flips) and the checksum can see it: a draw whose frame would still pass CRC-16/ARC or X25 with
-  different bytes (a checksum digit changed to its other case, or the ~1/65 536 multi-byte error
-  the CRC misses) is drawn again, since no receiver can catch it and it is no repair problem;
-- no byte put in is `/` or `!`. A stray `/` mid-telegram makes the framer start a new frame there
-  and a stray `!` (before a hex digit and a line end) makes it end one early: either splits the
-  telegram into two frames, which is a different failure from the one the mode names. The start
-  modes replace or hide the real `/` but never add one either.
+- it changes the bytes (no no-op edits: a substituted byte always differs, a flipped or cleared
+  bit always was set) and the checksum can see it: a draw whose frame would still pass
+  CRC-16/ARC or X25 with different bytes (a checksum digit changed to its other case, or the
+  ~1/65 536 multi-byte error the CRC misses) is drawn again, since no receiver can catch it and
+  it is no repair problem;
+- no byte put in is `/` or `!`, except by `noise_bang` and `noise_slash`, whose failure is
+  exactly that one byte. A stray `/` mid-telegram makes the framer start a new frame there and a
+  stray `!` (before a hex digit and a line end) makes it end one early: either splits the
+  telegram into two frames, which is a different failure from the one the other modes name. The
+  start modes replace or hide the real `/` but never add one either.
 """
 
 from __future__ import annotations
@@ -51,10 +64,43 @@ MODES: tuple[str, ...] = (
     "double_predicted",
 )
 START_MODES = frozenset({"start_mangled", "garbage_before_start", "start_lost"})
+MERGED = "merged"  # spans two telegrams: only a NoisyChannel can draw it
+BAD_LINE_MODES: tuple[str, ...] = (
+    "bit_clear",
+    "bit_clear_2",
+    "bit_clear_3",
+    "drop_substitution",
+    "overrun_block",
+    "noise_bang",
+    "noise_slash",
+    MERGED,
+)
+ALL_MODES = MODES + BAD_LINE_MODES
+
+BAD_LINE = "bad-line"  # the name of the bad-line profile on the command line
+BAD_LINE_DAMAGE = 0.8  # 4 telegrams of 5 arrive damaged
+# What the damaged telegrams of a bad line suffer, as shares (from the seed meter's bad-line
+# capture: 1–3 cleared bits in most, `/` lost in about a quarter of all telegrams, the rest rarer).
+BAD_LINE_MIX: Mapping[str, float] = {
+    "bit_clear": 0.26,
+    "bit_clear_2": 0.15,
+    "bit_clear_3": 0.075,
+    "start_lost": 0.30,
+    "drop_substitution": 0.075,
+    "overrun_block": 0.05,
+    "noise_bang": 0.04,
+    "noise_slash": 0.025,
+    MERGED: 0.025,
+}
 
 # What the idle-gap start bit problem turns `/` (0x2F) into on real lines, besides random bytes.
 MANGLED_STARTS = (0x0E, 0x0F, 0x2E, 0xAF)
 _FORBIDDEN = frozenset(b"/!")  # never put in: they would split the frame (see the module doc)
+_HEX = frozenset(b"0123456789ABCDEFabcdef")
+_BANG, _SLASH = 0x21, 0x2F
+# How many of a byte's 1-bits a bit-clear takes: one mostly.
+_CLEARED_BITS = ((1, 2, 3), (0.8, 0.15, 0.05))
+_OVERRUN = (16, 400)  # bytes a receive-buffer overrun loses
 _MAX_DRAWS = 1000
 
 _TAIL = re.compile(rb"!([0-9A-Fa-f]{0,4})(\r?\n)\Z")
@@ -135,6 +181,26 @@ def _ff_run(telegram: bytes) -> tuple[int, int] | None:
     return found.span(1) if found else None
 
 
+def _sources_of(target: int) -> bytes:
+    """A regex character class of the bytes whose 1-bits, some cleared, make `target`."""
+    sources = bytes(byte for byte in range(256) if byte != target and byte & target == target)
+    return b"[" + re.escape(sources) + b"]"
+
+
+# A byte that could clear into a `!` the framer takes for a telegram's end, being followed by 0–4
+# hex digits and a line end (the `)` closing every line, mostly), and one that could become `/`.
+_BANG_SOURCE = re.compile(b"(?=" + _sources_of(_BANG) + rb"[0-9A-Fa-f]{0,4}[\r\n])")
+_SLASH_SOURCE = re.compile(_sources_of(_SLASH))
+
+
+def _bang_sources(telegram: bytes, layout: _Layout) -> list[int]:
+    return [found.start() for found in _BANG_SOURCE.finditer(telegram, 1, layout.bang)]
+
+
+def _slash_sources(telegram: bytes, layout: _Layout) -> list[int]:
+    return [found.start() for found in _SLASH_SOURCE.finditer(telegram, 1, layout.end)]
+
+
 def predicted_spans(telegram: bytes) -> dict[str, list[tuple[int, int]]]:
     """The parts a meter's profile predicts from its previous telegrams, as [start, end) spans by
     kind: `header` (the identification line), `obis` (the code opening each line), `unit`
@@ -156,17 +222,22 @@ def predicted_spans(telegram: bytes) -> dict[str, list[tuple[int, int]]]:
     return {kind: found for kind, found in spans.items() if found}
 
 
-def applicable_modes(telegram: bytes) -> tuple[str, ...]:
-    """The modes that have something to corrupt in this telegram, in `MODES` order."""
+def applicable_modes(telegram: bytes, modes: Iterable[str] = MODES) -> tuple[str, ...]:
+    """Those of `modes` (`MODES` by default) that have something to corrupt in this telegram, in
+    their order."""
     layout = _layout(telegram)
     missing = set()
     if _pause_line(telegram) is None:
         missing |= {"garbage_before_line", "line_zero_space"}
     if _ff_run(telegram) is None:
-        missing.add("ff_run")
+        missing |= {"ff_run", "overrun_block"}
     if layout.end == layout.bang + 1:
         missing.add("checksum")  # DSMR 2.2/3: no checksum digits
-    return tuple(mode for mode in MODES if mode not in missing)
+    if not _bang_sources(telegram, layout):
+        missing.add("noise_bang")
+    if not _slash_sources(telegram, layout):
+        missing.add("noise_slash")  # DSMR 5: no byte has the bits of a `/`
+    return tuple(mode for mode in modes if mode not in missing)
 
 
 # -- random pieces -----------------------------------------------------------------------------
@@ -187,6 +258,31 @@ def _garbage(rng: random.Random, low: int, high: int) -> bytes:
 def _substitute(telegram: bytes, rng: random.Random, offset: int) -> Edit:
     old = telegram[offset]
     return Edit(offset, bytes([old]), bytes([_random_byte(rng, old)]))
+
+
+def _cleared(old: int, rng: random.Random) -> int:
+    """`old` with some of its 1-bits cleared (one mostly; 0 has none), never `/` or `!`."""
+    ones = [bit for bit in range(8) if old >> bit & 1]
+    while True:  # ends: some single bit of any byte but 0 clears into neither
+        count = min(len(ones), rng.choices(*_CLEARED_BITS)[0])
+        new = old
+        for bit in rng.sample(ones, count):
+            new &= ~(1 << bit)
+        if new not in _FORBIDDEN:
+            return new
+
+
+def _bit_clear(telegram: bytes, rng: random.Random, offset: int) -> Edit:
+    old = telegram[offset]
+    return Edit(offset, bytes([old]), bytes([_cleared(old, rng)]))
+
+
+def _clear_sites(telegram: bytes, layout: _Layout, rng: random.Random, count: int) -> list[int]:
+    """`count` distinct offsets of the body and checksum, uniformly, with a bit left to clear."""
+    while True:
+        sites = rng.sample(range(layout.end), count)
+        if all(telegram[offset] for offset in sites):
+            return sites
 
 
 def _apply(telegram: bytes, edits: Iterable[Edit]) -> bytes:
@@ -231,11 +327,15 @@ def _line_zero_space(telegram: bytes, layout: _Layout, rng: random.Random) -> li
     return [Edit(line, b"0", b" ")]
 
 
-def _ff_run_mode(telegram: bytes, layout: _Layout, rng: random.Random) -> list[Edit]:
+def _require_ff_run(telegram: bytes) -> tuple[int, int]:
     run = _ff_run(telegram)
     if run is None:
         raise NotApplicable("no 0xFF run (0-0:96.13.0 text message)")
-    start, end = run
+    return run
+
+
+def _ff_run_mode(telegram: bytes, layout: _Layout, rng: random.Random) -> list[Edit]:
+    start, end = _require_ff_run(telegram)
     count = min(rng.randint(1, 4), end - start)
     return [_substitute(telegram, rng, offset) for offset in rng.sample(range(start, end), count)]
 
@@ -286,6 +386,56 @@ def _double_predicted(telegram: bytes, layout: _Layout, rng: random.Random) -> l
     return [_substitute(telegram, rng, first), _substitute(telegram, rng, second)]
 
 
+def _bit_clears(count: int) -> _Mode:
+    def mode(telegram: bytes, layout: _Layout, rng: random.Random) -> list[Edit]:
+        return [_bit_clear(telegram, rng, at) for at in _clear_sites(telegram, layout, rng, count)]
+
+    return mode
+
+
+def _drop_substitution(telegram: bytes, layout: _Layout, rng: random.Random) -> list[Edit]:
+    dropped, cleared = _clear_sites(telegram, layout, rng, 2)
+    return [Edit(dropped, telegram[dropped : dropped + 1], b""), _bit_clear(telegram, rng, cleared)]
+
+
+def _overrun_block(telegram: bytes, layout: _Layout, rng: random.Random) -> list[Edit]:
+    start, end = _require_ff_run(telegram)
+    size = rng.randint(_OVERRUN[0], min(_OVERRUN[1], end - start))
+    at = rng.randint(start, end - size)
+    return [Edit(at, telegram[at : at + size], b"")]
+
+
+def _cleared_into(telegram: bytes, rng: random.Random, sources: list[int], target: int) -> Edit:
+    if not sources:
+        raise NotApplicable(f"no byte whose bits could clear into {chr(target)!r}")
+    at = rng.choice(sources)
+    return Edit(at, telegram[at : at + 1], bytes([target]))
+
+
+def _noise_bang(telegram: bytes, layout: _Layout, rng: random.Random) -> list[Edit]:
+    return [_cleared_into(telegram, rng, _bang_sources(telegram, layout), _BANG)]
+
+
+def _noise_slash(telegram: bytes, layout: _Layout, rng: random.Random) -> list[Edit]:
+    return [_cleared_into(telegram, rng, _slash_sources(telegram, layout), _SLASH)]
+
+
+def _end_lost(telegram: bytes, layout: _Layout, rng: random.Random) -> list[Edit]:
+    """The first telegram of `merged`: its end gone past the framer's recognition, as the seed's
+    bad line showed it: `!XXXX` and the line end lost, the `!` cleared, or a checksum digit
+    cleared into a byte that is no hex digit."""
+    how = rng.randrange(3 if layout.end > layout.bang + 1 else 2)
+    if how == 0:
+        return [Edit(layout.bang, telegram[layout.bang :], b"")]
+    if how == 1:
+        return [_bit_clear(telegram, rng, layout.bang)]
+    digit = rng.randrange(layout.bang + 1, layout.end)
+    while True:
+        edit = _bit_clear(telegram, rng, digit)
+        if edit.new[0] not in _HEX:
+            return [edit]
+
+
 _MODES: dict[str, _Mode] = {
     "start_mangled": _start_mangled,
     "garbage_before_start": _garbage_before_start,
@@ -300,8 +450,16 @@ _MODES: dict[str, _Mode] = {
     "checksum": _checksum,
     "double_substitution": _double_substitution,
     "double_predicted": _double_predicted,
+    "bit_clear": _bit_clears(1),
+    "bit_clear_2": _bit_clears(2),
+    "bit_clear_3": _bit_clears(3),
+    "drop_substitution": _drop_substitution,
+    "overrun_block": _overrun_block,
+    "noise_bang": _noise_bang,
+    "noise_slash": _noise_slash,
+    MERGED: _end_lost,  # the first telegram's part; NoisyChannel takes the next one's `/`
 }
-assert tuple(_MODES) == MODES
+assert tuple(_MODES) == ALL_MODES
 
 
 def _passes_checksum(data: bytes, clean: bytes) -> bool:
@@ -324,19 +482,39 @@ def corrupt(telegram: bytes, mode: str, rng: random.Random | int | str) -> Corru
     """Corrupt one clean sealed telegram with `mode`, drawing from `rng` (or a seed).
 
     Raises NotApplicable when the telegram has nothing the mode could corrupt, ValueError for an
-    unknown mode or bytes that are not a sealed telegram.
+    unknown mode, for `merged` (it spans two telegrams: a `NoisyChannel` draws it) or bytes that
+    are not a sealed telegram.
     """
+    if mode == MERGED:
+        raise ValueError("noise mode merged spans two telegrams: a NoisyChannel draws it")
+    return _corrupt(telegram, mode, _rng(rng))
+
+
+def _corrupt(telegram: bytes, mode: str, rng: random.Random) -> Corruption:
     apply_mode = _MODES.get(mode)
     if apply_mode is None:
-        raise ValueError(f"unknown noise mode {mode!r} (choose from {', '.join(MODES)})")
+        raise ValueError(f"unknown noise mode {mode!r} (choose from {', '.join(ALL_MODES)})")
     layout = _layout(telegram)
-    rng = _rng(rng)
     for _ in range(_MAX_DRAWS):
         edits = tuple(sorted(apply_mode(telegram, layout, rng), key=lambda e: e.offset))
         data = _apply(telegram, edits)
         if data != telegram and not _passes_checksum(data, layout.text):
             return Corruption(mode, data, edits)
     raise RuntimeError(f"no detectable {mode} corruption found in {_MAX_DRAWS} draws")
+
+
+def _run_into(previous: bytes, telegram: bytes, rng: random.Random) -> Corruption:
+    """The second telegram of `merged`: it loses its `/`, so the framer reads on from `previous`
+    (the first as it arrived, its end lost) to this one's end, one frame. Should that frame pass
+    a CRC (the ~1/65 536 it misses), a bit cleared as well makes the damage visible."""
+    layout = _layout(telegram)
+    edits = [Edit(0, b"/", b"")]
+    for _ in range(_MAX_DRAWS):
+        data = _apply(telegram, edits)
+        if not _passes_checksum(previous + data, layout.text):
+            return Corruption(MERGED, data, tuple(edits))
+        edits = [edits[0], _bit_clear(telegram, rng, rng.randrange(1, layout.end))]
+    raise RuntimeError(f"no detectable merge found in {_MAX_DRAWS} draws")
 
 
 # -- rates and the stream channel ----------------------------------------------------------------
@@ -361,7 +539,7 @@ def parse_rates(spec: str) -> dict[str, float]:
         if not sep or not mode or not value:
             raise ValueError(f"noise {item.strip()!r} is not MODE=RATE (e.g. substitution=0.003)")
         if mode not in _MODES:
-            raise ValueError(f"unknown noise mode {mode!r} (choose from {', '.join(MODES)})")
+            raise ValueError(f"unknown noise mode {mode!r} (choose from {', '.join(ALL_MODES)})")
         if mode in rates:
             raise ValueError(f"noise mode {mode} is given twice")
         rates[mode] = parse_rate(value, f"noise rate for {mode}")
@@ -370,16 +548,26 @@ def parse_rates(spec: str) -> dict[str, float]:
 
 
 def spread_rate(rate: float, modes: Iterable[str] = MODES) -> dict[str, float]:
-    """`rate` shared equally among `modes` (all of them by default)."""
+    """`rate` shared equally among `modes` (all of `MODES` by default)."""
     chosen = tuple(modes)
     return {mode: rate / len(chosen) for mode in chosen}
+
+
+def bad_line_rates(telegram: bytes, damage: float = BAD_LINE_DAMAGE) -> dict[str, float]:
+    """The rates of a real bad line for this meter's telegrams: `damage` of them damaged (4 of 5
+    by default), shared as `BAD_LINE_MIX` says among the modes the telegram has (a DSMR 5
+    telegram has no 0xFF run to overrun and no byte that clears into `/`). A `merged` damages
+    the telegram after it as well, so a little more than `damage` arrives damaged."""
+    mix = {mode: BAD_LINE_MIX[mode] for mode in applicable_modes(telegram, BAD_LINE_MIX)}
+    total = sum(mix.values())
+    return {mode: damage * share / total for mode, share in mix.items()}
 
 
 def check_rates(rates: Mapping[str, float]) -> None:
     """ValueError unless every mode is known, every rate a probability and their sum at most 1."""
     for mode, rate in rates.items():
         if mode not in _MODES:
-            raise ValueError(f"unknown noise mode {mode!r} (choose from {', '.join(MODES)})")
+            raise ValueError(f"unknown noise mode {mode!r} (choose from {', '.join(ALL_MODES)})")
         if not (math.isfinite(rate) and 0.0 <= rate <= 1.0):
             raise ValueError(f"noise rate for {mode} must be between 0 and 1, not {rate}")
     total = sum(rates.values())
@@ -393,36 +581,60 @@ def check_rates(rates: Mapping[str, float]) -> None:
 class NoisyChannel:
     """Corrupts a stream of telegrams: each telegram independently meets at most one mode, mode
     `m` with probability `rates[m]`. A drawn mode the telegram has nothing for (`ff_run` on DSMR 5)
-    lets it through clean and is counted in `skipped`."""
+    lets it through clean and is counted in `skipped`. `merged` takes two telegrams: the one it is
+    drawn for loses its end, the next one its `/` (and draws nothing of its own), so the framer
+    sees one frame; both count as corrupted by it."""
 
     def __init__(self, rates: Mapping[str, float], rng: random.Random | int | str = 0) -> None:
-        check_rates(rates)
-        self.rates = {mode: rates[mode] for mode in MODES if rates.get(mode, 0.0) > 0.0}
+        self.set_rates(rates)
         self.rng = _rng(rng)
         self.telegrams = 0
         self.counts: Counter[str] = Counter()  # corrupted telegrams per mode
         self.skipped: Counter[str] = Counter()
+        self._merging: bytes | None = None  # the telegram that lost its end, as it arrived
+
+    def set_rates(self, rates: Mapping[str, float]) -> None:
+        """The line's noise from the next telegram on (a storm passing; a cold start)."""
+        check_rates(rates)
+        self.rates = {mode: rates[mode] for mode in ALL_MODES if rates.get(mode, 0.0) > 0.0}
 
     @property
     def corrupted(self) -> int:
         return sum(self.counts.values())
 
+    @property
+    def merging(self) -> bool:
+        """Whether the last telegram lost its end, so the next one runs into it."""
+        return self._merging is not None
+
     def corrupt(self, telegram: bytes) -> Corruption | None:
         """The telegram's corruption, or None when it passes clean."""
         self.telegrams += 1
+        if self._merging is not None:
+            corruption = _run_into(self._merging, telegram, self.rng)
+            self._merging = None
+        else:
+            mode = self._draw()
+            if mode is None:
+                return None
+            try:
+                corruption = _corrupt(telegram, mode, self.rng)
+            except NotApplicable:
+                self.skipped[mode] += 1
+                return None
+            if mode == MERGED:
+                self._merging = corruption.data
+        self.counts[corruption.mode] += 1
+        return corruption
+
+    def _draw(self) -> str | None:
         if not self.rates:
             return None
         draw = self.rng.random()
         for mode, rate in self.rates.items():
             draw -= rate
             if draw < 0:
-                try:
-                    corruption = corrupt(telegram, mode, self.rng)
-                except NotApplicable:
-                    self.skipped[mode] += 1
-                    return None
-                self.counts[mode] += 1
-                return corruption
+                return mode
         return None
 
     def transmit(self, telegram: bytes) -> bytes:

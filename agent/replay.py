@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
+from agent.diagnose import OK, LinkDiagnosis
 from agent.pipeline import MeterPipeline, Result
 from agent.points import telegram_points
 from agent.sinks import jsonl, lineprotocol
@@ -51,6 +52,7 @@ class Summary:
     rejected: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
     peaks: dict[str, Peak] = field(default_factory=dict)
+    diagnosis: str | None = None  # what the link diagnosis says at the end, when not ok
 
     def add(self, result: Result) -> None:
         self.telegrams += 1
@@ -93,6 +95,8 @@ class Summary:
             peak = self.peaks[name]
             when = peak.time.isoformat() if peak.time else "no meter time"
             out.append(f"highest {name}: {peak.value} at {when}")
+        if self.diagnosis is not None:
+            out.append(f"link: {self.diagnosis}")
         return out
 
 
@@ -166,12 +170,21 @@ def replay(
 ) -> Summary:
     summary = Summary()
     output = _Output(fmt, out)
+    link = LinkDiagnosis()
     for chunk in _chunks(paths, summary, progress):
         results = pipeline.feed(chunk) if chunk is not None else pipeline.close()
         for result in results:
             summary.add(result)
             output.write(result)
+        link.update(
+            results,
+            bytes_in=pipeline.framer.bytes_in,
+            masking=pipeline.parity.masking,
+            data=chunk or b"",
+        )
     output.close()
+    if link.cause not in (None, OK):
+        summary.diagnosis = link.describe()
     summary.bytes_skipped = pipeline.framer.bytes_skipped
     summary.frames_oversized = pipeline.framer.frames_oversized
     return summary

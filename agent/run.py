@@ -20,6 +20,7 @@ import structlog
 
 from agent.config import Settings
 from agent.deliver import Deliverer
+from agent.diagnose import NO_FRAMES, OK, LinkDiagnosis
 from agent.noisesummary import NoiseSummary
 from agent.pipeline import MeterPipeline, Result
 from agent.points import telegram_points
@@ -56,6 +57,7 @@ class Reader:
         )
         self.pending: deque[tuple[str, float, list[str]]] = deque()
         self.hint_shown: str | None = None
+        self.diagnosis = LinkDiagnosis()
 
     @property
     def state(self) -> MeterState:
@@ -94,6 +96,7 @@ class Reader:
             results = self.pipeline.close() if data is None else self.pipeline.feed(data)
             for result in results:
                 self._handle(result, now)
+            self._diagnose(data or b"", results)
             if self.pending:
                 self._flush_pending()
             self.sync_state()
@@ -133,6 +136,15 @@ class Reader:
             if line is not None:
                 log.warning(line.event, **line.fields)
 
+    def _diagnose(self, data: bytes, results: list[Result]) -> None:
+        pipeline = self.pipeline
+        change = self.diagnosis.update(
+            results, bytes_in=pipeline.framer.bytes_in, masking=pipeline.parity.masking, data=data
+        )
+        if change is not None:
+            say = log.info if change.cause == OK else log.warning
+            say(change.message, meter=self.meter, cause=change.cause, **change.evidence)
+
     def _flush_pending(self) -> None:
         """Commit held telegrams oldest first; on failure keep them (bounded) and retry later."""
         agent = self.agent
@@ -156,8 +168,10 @@ class Reader:
         state.connected = self.source.connected
         state.reconnects = self.source.reconnects
         state.bytes_total = self.source.bytes_total
+        state.diagnosis = self.diagnosis.cause
         hint = self.source.hint
-        if hint and hint != self.hint_shown:
+        # The diagnosis has said it already, and which of the hint's causes the bytes point at.
+        if hint and hint != self.hint_shown and self.diagnosis.cause != NO_FRAMES:
             self.hint_shown = hint
             log.warning(hint, source=self.source.name)
 

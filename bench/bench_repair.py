@@ -41,6 +41,7 @@ import re
 import sys
 import time
 from collections import Counter, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from benchenv import header, log
@@ -94,22 +95,28 @@ class ModeRun:
 
 
 class Matcher:
-    """Pairs the pipeline's results with the telegrams the meter sent."""
+    """Pairs the pipeline's results with the telegrams the meter sent. A frame's rejection reason,
+    repair method or miscorrection is counted in `run_of(owner)`, the run of the telegram the frame
+    starts in."""
 
-    def __init__(self, run: ModeRun, total: int) -> None:
-        self.run = run
+    def __init__(self, run_of: Callable[[int], ModeRun]) -> None:
+        self.run_of = run_of
         self.starts: list[int] = []  # stream offset of each telegram as sent
         self.originals: dict[bytes, tuple[int, bytes]] = {}  # meter time → index, text
         self.window: deque[tuple[bytes, int]] = deque()
         self.notes: dict[int, str] = {}  # recent corruptions, for the report of a miscorrection
-        self.outcome = bytearray(total)
-        self.accepted = bytearray(total)  # some accepted frame started within the telegram
-        self.feed_ns = [0] * total
-        self.mixed = bytearray(total)  # a feed call of its bytes delivered an earlier one's result
+        self.outcome = bytearray()
+        self.accepted = bytearray()  # some accepted frame started within the telegram
+        self.feed_ns: list[int] = []
+        self.mixed = bytearray()  # a feed call of its bytes delivered an earlier one's result
 
     def sent(self, index: int, telegram: bytes, offset: int, note: str | None) -> None:
         stamp = stamp_of(telegram)
         self.starts.append(offset)
+        self.outcome.append(NONE)
+        self.accepted.append(0)
+        self.feed_ns.append(0)
+        self.mixed.append(0)
         self.originals[stamp] = (index, telegram[:-2])  # without the line end, as Frame.text
         if note is not None:
             self.notes[index] = note
@@ -130,14 +137,14 @@ class Matcher:
             if result.accepted:
                 self._accepted(result, owner)
             else:
-                self.run.reasons[result.reason or "?"] += 1
+                self.run_of(owner).reasons[result.reason or "?"] += 1
         for owner in owners:
             self.feed_ns[owner] += elapsed
         if len(owners) > 1:
             self.mixed[current] = 1
 
     def _accepted(self, result: Result, owner: int) -> None:
-        run = self.run
+        run = self.run_of(owner)
         self.accepted[owner] = 1
         text = result.frame.text
         if result.repair is not None:
@@ -158,17 +165,60 @@ class Matcher:
         self.outcome[index] = VALID_SAME if result.status == "valid" else REPAIRED_SAME
 
 
+class Line:
+    """A meter's telegrams into one `MeterPipeline` as the line delivers them: in reads of CHUNK
+    bytes (a serial port's) that never span two telegrams, since the meter pauses between them."""
+
+    def __init__(self, match: Matcher, chunks: random.Random) -> None:
+        self.match = match
+        self.chunks = chunks
+        self.pipeline = MeterPipeline()
+        self.offset = 0
+
+    def send(self, index: int, telegram: bytes, data: bytes, note: str | None) -> None:
+        """Telegram `index` as the meter sent it, and as it arrives (`data`)."""
+        self.match.sent(index, telegram, self.offset, note)
+        self.offset += len(data)
+        pos = 0
+        while pos < len(data):
+            chunk = data[pos : pos + self.chunks.randint(*CHUNK)]
+            pos += len(chunk)
+            start = time.perf_counter_ns()
+            results = self.pipeline.feed(chunk)
+            self.match.take(results, time.perf_counter_ns() - start, index)
+
+    def close(self) -> None:
+        start = time.perf_counter_ns()
+        results = self.pipeline.close()
+        self.match.take(results, time.perf_counter_ns() - start, len(self.match.starts) - 1)
+
+
+def tally(run: ModeRun, match: Matcher, index: int, corrupted: bool) -> None:
+    """Count what became of telegram `index` in `run`."""
+    outcome = match.outcome[index]
+    if corrupted:
+        run.corrupted += 1
+        run.latency_ns.append(match.feed_ns[index])
+        if outcome != NONE:
+            run.recovered += 1
+            run.repaired += outcome == REPAIRED_SAME
+        elif not match.accepted[index]:
+            run.rejected += 1
+    else:
+        run.clean += 1
+        if not match.mixed[index]:
+            run.clean_ns.append(match.feed_ns[index])
+        run.clean_lost += outcome != VALID_SAME
+
+
 def run_mode(flavour: str, mode: str, per_mode: int, seed: int) -> ModeRun:
     run = ModeRun(flavour, mode)
     total = WARMUP + 2 * per_mode
     meter = SimulatedMeter(flavour, seed=seed)
     noise = random.Random(f"noise-{seed}-{flavour}-{mode}")
-    chunks = random.Random(f"chunks-{seed}-{flavour}-{mode}")
-    pipeline = MeterPipeline()
-    match = Matcher(run, total)
+    match = Matcher(lambda owner: run)
+    line = Line(match, random.Random(f"chunks-{seed}-{flavour}-{mode}"))
     corrupted = bytearray(total)
-    offset = 0
-    clock = time.perf_counter_ns
     began = time.monotonic()
     gc.collect()
     for index in range(total):
@@ -180,35 +230,10 @@ def run_mode(flavour: str, mode: str, per_mode: int, seed: int) -> ModeRun:
             data, note = corruption.data, corruption.describe()
         else:
             data = telegram
-        match.sent(index, telegram, offset, note)
-        offset += len(data)
-        pos = 0
-        while pos < len(data):
-            chunk = data[pos : pos + chunks.randint(*CHUNK)]
-            pos += len(chunk)
-            start = clock()
-            results = pipeline.feed(chunk)
-            elapsed = clock() - start
-            match.take(results, elapsed, index)
-    start = clock()
-    results = pipeline.close()
-    match.take(results, clock() - start, total - 1)
-
+        line.send(index, telegram, data, note)
+    line.close()
     for index in range(total):
-        outcome = match.outcome[index]
-        if corrupted[index]:
-            run.corrupted += 1
-            run.latency_ns.append(match.feed_ns[index])
-            if outcome != NONE:
-                run.recovered += 1
-                run.repaired += outcome == REPAIRED_SAME
-            elif not match.accepted[index]:
-                run.rejected += 1
-        else:
-            run.clean += 1
-            if not match.mixed[index]:
-                run.clean_ns.append(match.feed_ns[index])
-            run.clean_lost += outcome != VALID_SAME
+        tally(run, match, index, bool(corrupted[index]))
     run.seconds = time.monotonic() - began
     return run
 
@@ -231,17 +256,35 @@ def row(run: ModeRun) -> str:
     )
 
 
-def total_row(runs: list[ModeRun]) -> str:
-    merged = ModeRun(runs[0].flavour, "**all**")
+_COUNTS = (  # the counters of a ModeRun
+    "corrupted",
+    "recovered",
+    "repaired",
+    "rejected",
+    "miscorrected",
+    "clean",
+    "clean_lost",
+    "duplicates",
+)
+
+
+def merged_run(runs: Iterable[ModeRun], flavour: str, mode: str) -> ModeRun:
+    """The runs added up, as one run named `mode`."""
+    merged = ModeRun(flavour, mode)
     for run in runs:
-        for name in ("corrupted", "recovered", "repaired", "rejected", "miscorrected"):
+        for name in _COUNTS:
             setattr(merged, name, getattr(merged, name) + getattr(run, name))
-        merged.clean_lost += run.clean_lost
         merged.reasons.update(run.reasons)
         merged.methods.update(run.methods)
         merged.latency_ns += run.latency_ns
         merged.clean_ns += run.clean_ns
-    return row(merged)
+        merged.examples += run.examples[: 5 - len(merged.examples)]
+        merged.seconds += run.seconds
+    return merged
+
+
+def total_row(runs: list[ModeRun]) -> str:
+    return row(merged_run(runs, runs[0].flavour, "**all**"))
 
 
 def default_per_mode(modes: int) -> int:

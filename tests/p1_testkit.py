@@ -47,6 +47,11 @@ def body_and_checksum(telegram: bytes) -> tuple[bytes, int]:
     return telegram[: bang + 1], int(telegram[bang + 1 :].strip(), 16)
 
 
+def even_parity(data: bytes) -> bytes:
+    """What a port at 8N1 receives from a meter sending 7E1: the parity bit lands in bit 7."""
+    return bytes(b | (b.bit_count() % 2) << 7 for b in data)
+
+
 def chunks(data: bytes, cuts: Iterable[int]) -> list[bytes]:
     """`data` split at the given offsets (any order, duplicates and out-of-range ignored)."""
     points = sorted({c for c in cuts if 0 < c < len(data)})

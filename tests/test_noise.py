@@ -1,31 +1,42 @@
-"""The noisy line (agent.noise): every mode corrupts the way it says, deterministically, and no
-corrupted frame ever comes out of the pipeline as a telegram the meter did not send."""
+"""The noisy line (agent.noise): every mode corrupts the way it says, deterministically, the
+bad-line profile damages 4 telegrams of 5, and no corrupted frame ever comes out of the pipeline
+as a telegram the meter did not send."""
 
 from __future__ import annotations
 
 import random
 import re
+import threading
 from pathlib import Path
 
 import pytest
 
 from agent.cli import main
 from agent.crc import FUNCTIONS
+from agent.framing import Frame, Framer
 from agent.noise import (
+    BAD_LINE_DAMAGE,
+    BAD_LINE_MIX,
+    BAD_LINE_MODES,
     MANGLED_STARTS,
+    MERGED,
     MODES,
     START_MODES,
     Corruption,
+    Edit,
     NoisyChannel,
     NotApplicable,
     applicable_modes,
+    bad_line_rates,
     corrupt,
     parse_rates,
     predicted_spans,
     spread_rate,
 )
-from agent.pipeline import MeterPipeline
+from agent.pipeline import MeterPipeline, Result
 from agent.simulate import FLAVOURS, SimulatedMeter
+from agent.sources import open_source
+from agent.sources.simulator import SimulatorSource
 
 DRAWS = 150  # corruptions checked per mode and flavour
 PAIRS = 60  # corrupted + clean pairs fed to the pipeline per mode and flavour
@@ -272,6 +283,8 @@ def test_simulate_noise_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         (["--noise-rate", "lots"], "noise rate 'lots' is not a number"),
         (["--noise", "ff_run=0.1"], "noise mode ff_run does not apply to dsmr5 telegrams"),
         (["--noise-rate", "0.6", "--noise", "drop=0.6"], "noise rates add up to"),
+        (["--noise", "bad-line", "--noise-rate", "0.1"], "--noise bad-line is a whole line"),
+        (["--noise", "noise_slash=0.1"], "noise mode noise_slash does not apply to dsmr5"),
     ],
 )
 def test_simulate_noise_errors(
@@ -282,7 +295,216 @@ def test_simulate_noise_errors(
     assert err.startswith("p1-agent: error: ") and message in err and err.count("\n") == 1
 
 
+# -- the bad line ------------------------------------------------------------------------------
+
+SINGLE_BAD_MODES = tuple(m for m in BAD_LINE_MODES if m != MERGED)
+CLEARS = {"bit_clear": 1, "bit_clear_2": 2, "bit_clear_3": 3}
+
+
+def only_cleared(old: int, new: int) -> bool:
+    """`new` is `old` with some 1-bits cleared and none set."""
+    return new != old and new & ~old == 0
+
+
+def frames_of(data: bytes) -> list[Frame]:
+    framer = Framer()
+    return framer.feed(data) + framer.close()
+
+
+def check_crc_sees_it(data: bytes, t: bytes) -> None:
+    """No frame of the damaged bytes but the clean telegram passes CRC-16/ARC or X25."""
+    for frame in frames_of(data):
+        if frame.checksum and not frame.headless and frame.text != t[:-2]:
+            assert all(crc(frame.body) != frame.expected_crc for crc in FUNCTIONS.values())
+
+
+def check_bad_mode(mode: str, t: bytes, c: Corruption) -> None:
+    """The corruption `c` of clean telegram `t` is what bad-line `mode` promises."""
+    data = c.data
+    end = end_of(t)
+    if mode in CLEARS:
+        changed = diff(data, t)
+        assert len(changed) == CLEARS[mode] and max(changed) < end
+        assert all(only_cleared(t[i], data[i]) and data[i] not in b"/!" for i in changed)
+    elif mode == "drop_substitution":
+        dropped, cleared = sorted(c.edits, key=lambda e: len(e.new))
+        assert len(dropped.old) == 1 and not dropped.new and dropped.offset != cleared.offset
+        assert only_cleared(cleared.old[0], cleared.new[0]) and cleared.new not in (b"/", b"!")
+        assert max(c.offsets) < end and len(data) == len(t) - 1
+    elif mode == "overrun_block":
+        run = t.index(b"\xff" * 1024)
+        lost = len(t) - len(data)
+        assert 16 <= lost <= 400
+        assert data == t[:run] + b"\xff" * (1024 - lost) + t[run + 1024 :]
+        [edit] = c.edits
+        assert run <= edit.offset <= run + 1024 - lost
+    elif mode == "noise_bang":
+        [at] = diff(data, t)
+        assert data[at] == ord("!") and only_cleared(t[at], data[at]) and at < t.rindex(b"!")
+        # The framer takes the `!` for the end: a frame ends there, the rest comes headless.
+        first, rest = frames_of(data)
+        assert first.text == data[: at + 1 + len(first.checksum or b"")] and rest.headless
+    elif mode == "noise_slash":
+        [at] = diff(data, t)
+        assert data[at] == ord("/") and only_cleared(t[at], data[at]) and 0 < at < end
+        first, second = frames_of(data)
+        assert first.truncated and second.offset == at
+    else:  # pragma: no cover
+        raise AssertionError(mode)
+
+
+@pytest.mark.parametrize("mode", SINGLE_BAD_MODES)
+def test_bad_line_mode_corrupts_as_it_says(mode: str, flavour: str, clean: bytes) -> None:
+    if mode not in applicable_modes(clean, BAD_LINE_MODES):
+        with pytest.raises(NotApplicable):
+            corrupt(clean, mode, 1)
+        return
+    rng = random.Random(mode)
+    for _ in range(DRAWS):
+        c = corrupt(clean, mode, rng)
+        assert c.mode == mode and c.data != clean
+        assert replay_edits(clean, c) == c.data
+        check_crc_sees_it(c.data, clean)
+        check_bad_mode(mode, clean, c)
+
+
+def test_bad_line_applicable_modes() -> None:
+    hu, dsmr5 = telegrams("hu", 1)[0], telegrams("dsmr5", 1)[0]
+    assert applicable_modes(hu, BAD_LINE_MODES) == BAD_LINE_MODES
+    # No 0xFF run to overrun, and no byte with the bits of a `/` in a DSMR 5 telegram.
+    missing = {"overrun_block", "noise_slash"}
+    assert applicable_modes(dsmr5, BAD_LINE_MODES) == tuple(
+        m for m in BAD_LINE_MODES if m not in missing
+    )
+    assert applicable_modes(hu) == MODES  # the default stays the seed's modes
+    with pytest.raises(ValueError, match="spans two telegrams"):
+        corrupt(hu, MERGED, 1)
+
+
+def test_bit_clear_picks_bytes_uniformly_and_mostly_one_bit() -> None:
+    t = telegrams("hu", 1)[0]
+    end, run = end_of(t), t.index(b"\xff" * 1024)
+    rng = random.Random(9)
+    draws = [corrupt(t, "bit_clear", rng).edits[0] for _ in range(3000)]
+    in_run = sum(run <= e.offset < run + 1024 for e in draws) / len(draws)
+    assert abs(in_run - 1024 / end) < 0.04
+    one_bit = sum(bin(e.old[0] ^ e.new[0]).count("1") == 1 for e in draws) / len(draws)
+    assert 0.7 < one_bit < 0.9
+
+
+def test_noise_bang_hits_line_ends(clean: bytes) -> None:
+    rng = random.Random(4)
+    hits = [clean[corrupt(clean, "noise_bang", rng).offsets[0]] for _ in range(300)]
+    assert hits.count(ord(")")) > 0.8 * len(hits)  # the `)` closing a line, mostly
+
+
+def test_merged_runs_two_telegrams_into_one_frame(flavour: str) -> None:
+    stream = telegrams(flavour, 60)
+    channel = NoisyChannel({MERGED: 1.0}, 5)
+    ends = set()
+    for first, second in zip(stream[::2], stream[1::2], strict=True):
+        head = channel.corrupt(first)
+        assert head is not None and head.mode == MERGED and channel.merging
+        assert replay_edits(first, head) == head.data
+        [edit] = head.edits
+        bang = first.rindex(b"!")
+        assert edit.offset >= bang  # only the end is lost or damaged, and the framer sees none
+        assert frames_of(head.data)[0].truncated
+        ends.add("lost" if not edit.new else "!" if edit.offset == bang else "digit")
+        if edit.new:
+            assert only_cleared(edit.old[0], edit.new[0])
+        tail = channel.corrupt(second)
+        assert tail is not None and tail.mode == MERGED and not channel.merging
+        assert replay_edits(second, tail) == tail.data and tail.edits[0] == Edit(0, b"/", b"")
+        [frame] = frames_of(head.data + tail.data)
+        assert frame.body.startswith(first[:40]) and frame.checksum == second[-6:-2]
+        check_crc_sees_it(head.data + tail.data, second)
+    assert ends == {"lost", "!", "digit"}
+    assert channel.counts[MERGED] == 60 and channel.corrupted == 60
+
+
+def test_bad_line_mode_is_deterministic_per_seed(clean: bytes) -> None:
+    for mode in applicable_modes(clean, SINGLE_BAD_MODES):
+        assert corrupt(clean, mode, 42) == corrupt(clean, mode, 42)
+        assert len({corrupt(clean, mode, seed).data for seed in range(20)}) > 15
+
+
+@pytest.fixture(scope="module")
+def long_stream(flavour: str) -> list[bytes]:
+    return telegrams(flavour, 3000, seed=3)
+
+
+def test_bad_line_profile(flavour: str, long_stream: list[bytes]) -> None:
+    rates = bad_line_rates(long_stream[0])
+    assert set(rates) == set(applicable_modes(long_stream[0], BAD_LINE_MIX))
+    assert sum(rates.values()) == pytest.approx(BAD_LINE_DAMAGE)
+    assert sum(bad_line_rates(long_stream[0], 1.0).values()) == pytest.approx(1.0)
+    channel = NoisyChannel(rates, f"profile-{flavour}")
+    sent = [channel.transmit(t) for t in long_stream]
+    damaged = sum(a != b for a, b in zip(sent, long_stream, strict=True))
+    assert damaged == channel.corrupted
+    assert 0.77 < damaged / len(long_stream) < 0.83  # 4 of 5
+    assert set(channel.counts) == set(rates) and not channel.skipped
+    lost_start = sum(not data.startswith(b"/") for data in sent) / len(sent)
+    assert 0.2 < lost_start < 0.3  # `/` lost in about a quarter
+    again = NoisyChannel(rates, f"profile-{flavour}")
+    assert [again.transmit(t) for t in long_stream[:300]] == sent[:300]
+    other = NoisyChannel(rates, "another seed")
+    assert [other.transmit(t) for t in long_stream[:300]] != sent[:300]
+
+
+def test_simulate_bad_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def simulate(noise: str) -> bytes:
+        out = tmp_path / "out.bin"
+        args = ["simulate", "--flavour", "hu", "--count", "100", "--noise", noise, "-o", str(out)]
+        assert main(args) == 0
+        return out.read_bytes()
+
+    assert simulate("bad-line") == simulate("bad-line")
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == err[1] and err[0].startswith("simulate: 100 telegrams, ")
+    assert 70 <= int(err[0].split(", ")[1].split()[0]) <= 90  # corrupted: 4 of 5
+    # A bit-clear keeps the length; a bad-line mode can be given on its own too.
+    assert len(simulate("bit_clear=1")) == 100 * len(telegrams("hu", 1)[0])
+
+
+def test_simulator_source_bad_line() -> None:
+    source = open_source("simulator:dsmr5,noise=bad-line,interval=0.01", threading.Event())
+    assert isinstance(source, SimulatorSource) and source.channel is not None
+    assert source.channel.rates == bad_line_rates(telegrams("dsmr5", 1)[0])
+    with pytest.raises(ValueError, match="simulator noise 'worse' is not a number"):
+        open_source("simulator:hu,noise=worse", threading.Event())
+    with pytest.raises(ValueError, match=re.escape("noise=RATE|bad-line")):
+        open_source("simulator:hu,storm=1", threading.Event())
+
+
 # -- the never-write-a-wrong-number property ------------------------------------------------------
+
+
+def feed_in_chunks(sent: bytes, rng: random.Random) -> list[Result]:
+    """The bytes through one pipeline in reads of 64–512 bytes."""
+    pipeline = MeterPipeline()
+    results = []
+    pos = 0
+    while pos < len(sent):
+        size = rng.randint(64, 512)
+        results += pipeline.feed(sent[pos : pos + size])
+        pos += size
+    return results + pipeline.close()
+
+
+def accepted_as_valid(results: list[Result], stream: list[bytes]) -> set[bytes]:
+    """The meter times of the telegrams accepted as valid; every accepted frame must be byte for
+    byte the telegram the meter sent with its meter time."""
+    by_stamp = {stamp_of(t): t[:-2] for t in stream}
+    valid = set()
+    for result in results:
+        if result.accepted:
+            text = result.frame.text
+            assert text == by_stamp.get(stamp_of(text)), (result.status, result.repair, text[:80])
+            if result.status == "valid":
+                valid.add(stamp_of(text))
+    return valid
 
 
 @pytest.mark.parametrize(
@@ -302,21 +524,16 @@ def test_pipeline_never_accepts_a_telegram_the_meter_did_not_send(mode: str, fla
     sent = bytearray()
     for i, telegram in enumerate(stream):
         sent += corrupt(telegram, mode, rng).data if i >= 20 and i % 2 == 0 else telegram
-    pipeline = MeterPipeline()
-    results = []
-    pos = 0
-    while pos < len(sent):
-        size = rng.randint(64, 512)
-        results += pipeline.feed(bytes(sent[pos : pos + size]))
-        pos += size
-    results += pipeline.close()
-
-    by_stamp = {stamp_of(t): t[:-2] for t in stream}
-    valid = set()
-    for result in results:
-        if result.accepted:
-            text = result.frame.text
-            assert text == by_stamp.get(stamp_of(text)), (result.status, result.repair, text[:80])
-            if result.status == "valid":
-                valid.add(stamp_of(text))
+    valid = accepted_as_valid(feed_in_chunks(bytes(sent), rng), stream)
     assert {stamp_of(t) for i, t in enumerate(stream) if i < 20 or i % 2} <= valid
+
+
+def test_pipeline_never_accepts_a_telegram_the_meter_did_not_send_on_a_bad_line(
+    flavour: str,
+) -> None:
+    """The bad line from the first telegram on (a cold start), 4 telegrams of 5 damaged."""
+    stream = telegrams(flavour, 200, seed=13)
+    channel = NoisyChannel(bad_line_rates(stream[0]), f"pipeline-{flavour}")
+    sent = [channel.transmit(t) for t in stream]
+    valid = accepted_as_valid(feed_in_chunks(b"".join(sent), random.Random(flavour)), stream)
+    assert {stamp_of(t) for t, data in zip(stream, sent, strict=True) if t == data} <= valid

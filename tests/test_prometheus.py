@@ -101,9 +101,10 @@ class Live:
 
 
 def ready(server: Prometheus) -> bool:
-    """Enough scrapes for rates, and the noisy line has shown its damage."""
+    """Enough scrapes for rates, and the noisy line has shown its damage and been diagnosed."""
     checks = [
         'sum(p1_crc_failures_total{meter="noisy"}) >= 3',
+        'count(p1_link_diagnosis{meter="noisy"} == 1) > 0',
         'count(p1_line_errors_total{meter="noisy"}) > 0',
         'count(p1_influx_write_errors_total{meter="noisy"}) > 0',
         'count_over_time(p1_telegrams_total{meter="clean", result="valid"}[1m]) >= 10',

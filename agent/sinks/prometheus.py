@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from agent.diagnose import CAUSES
 from agent.fields import FieldValue
 from agent.pipeline import Result
 
@@ -157,6 +158,7 @@ class MeterState:
     influx_errors: Counter[str] = field(default_factory=Counter)  # failed writes by kind
     influx_refused: int = 0  # points the server refused for good, set aside in the spool
     gas_m3: float | None = None
+    diagnosis: str | None = None  # the link diagnosis' cause, once it has one
 
 
 _Value = float | None | Mapping[str, float]
@@ -208,6 +210,13 @@ _LINK = [
         lambda s: 1.0 if s.connected else 0.0,
     ),
     _LinkMetric("p1_source_reconnects", "Source reconnections", True, lambda s: s.reconnects),
+    _LinkMetric(
+        "p1_link_diagnosis",
+        "What the link's bytes and frames point at: 1 for the current cause, 0 for the others",
+        False,
+        lambda s: {c: float(c == s.diagnosis) for c in CAUSES} if s.diagnosis else None,
+        "cause",
+    ),
     _LinkMetric("p1_source_bytes", "Bytes read from the source", True, lambda s: s.bytes_total),
     _LinkMetric(
         "p1_meter_clock_skew_seconds",

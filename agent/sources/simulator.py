@@ -1,4 +1,5 @@
-"""The simulated meter as a source: `simulator[:FLAVOUR][,noise=RATE][,interval=SECONDS]`."""
+"""The simulated meter as a source:
+`simulator[:FLAVOUR][,noise=RATE|bad-line][,interval=SECONDS]`."""
 
 from __future__ import annotations
 
@@ -7,20 +8,28 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from agent.noise import NoisyChannel, applicable_modes, parse_rate, spread_rate
+from agent.noise import (
+    BAD_LINE,
+    NoisyChannel,
+    applicable_modes,
+    bad_line_rates,
+    parse_rate,
+    spread_rate,
+)
 from agent.simulate import FLAVOURS, SimulatedMeter
 
 POLL = 0.5  # longest wait inside one `read()`
 
 
 class SimulatorSource:
-    """The simulated meter, paced in real time, optionally behind a noisy line."""
+    """The simulated meter, paced in real time, optionally behind a noisy line: `noise` is the
+    share of telegrams corrupted, spread over every mode the flavour has, or `bad-line`."""
 
     def __init__(
         self,
         flavour: str,
         stop: threading.Event,
-        noise: float = 0.0,
+        noise: float | str = 0.0,
         *,
         interval: float | None = None,
         name: str | None = None,
@@ -30,7 +39,7 @@ class SimulatorSource:
         # the current time range, and the clock-skew metric reads 0.
         self.meter = SimulatedMeter(flavour, interval=interval, start=datetime.now(UTC))
         first = self.meter.next_telegram()
-        self.channel = NoisyChannel(spread_rate(noise, applicable_modes(first))) if noise else None
+        self.channel = NoisyChannel(_line_rates(noise, first)) if noise else None
         self.connected = True
         self.reconnects = 0
         self.bytes_total = 0
@@ -61,7 +70,8 @@ class SimulatorSource:
 
 
 def open_simulator(url: str, stop: threading.Event, name: str | None = None) -> SimulatorSource:
-    """`simulator[:FLAVOUR][,noise=RATE][,interval=SECONDS]`; ValueError with a one-line reason."""
+    """`simulator[:FLAVOUR][,noise=RATE|bad-line][,interval=SECONDS]`; ValueError with a one-line
+    reason."""
     spec, *options = url.split(",")
     flavour = spec.partition(":")[2] or "dsmr5"
     if flavour not in FLAVOURS:
@@ -72,13 +82,24 @@ def open_simulator(url: str, stop: threading.Event, name: str | None = None) -> 
     for option in options:
         key, _, value = option.partition("=")
         if key not in ("noise", "interval"):
-            raise ValueError(f"unknown simulator option {key!r} (noise=RATE and interval=SECONDS)")
+            raise ValueError(
+                f"unknown simulator option {key!r} (noise=RATE|{BAD_LINE} and interval=SECONDS)"
+            )
         if key in values:
             raise ValueError(f"simulator option {key} given twice")
         values[key] = value
-    noise = parse_rate(values["noise"], "simulator noise") if "noise" in values else 0.0
+    text = values.get("noise", "0")
+    noise: float | str = text if text == BAD_LINE else parse_rate(text, "simulator noise")
     interval = _interval(values["interval"]) if "interval" in values else None
     return SimulatorSource(flavour, stop, noise, interval=interval, name=name)
+
+
+def _line_rates(noise: float | str, telegram: bytes) -> dict[str, float]:
+    if isinstance(noise, str):
+        if noise != BAD_LINE:
+            raise ValueError(f"unknown simulator noise {noise!r} (a rate, or {BAD_LINE})")
+        return bad_line_rates(telegram)
+    return spread_rate(noise, applicable_modes(telegram))
 
 
 def _interval(text: str) -> float:
