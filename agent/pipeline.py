@@ -15,6 +15,7 @@ from agent.derive import Deriver
 from agent.fields import FieldValue
 from agent.fragment import obis_keys, unsealed_problem
 from agent.framing import DEFAULT_MAX_FRAME, Frame, Framer
+from agent.parity import ParityMasker
 from agent.points import telegram_fields
 from agent.repair import MeterProfile, Outcome, Repairer
 from agent.repair.plausible import implausible
@@ -83,8 +84,6 @@ class MeterPipeline:
         crc: CrcKind | None = None,
         repair: bool = True,
     ) -> None:
-        from agent.parity import ParityMasker
-
         # Before the framer: a 7E1 meter read as 8N1 gets its parity bit stripped.
         self.parity = ParityMasker()
         self.framer = Framer(max_frame)
