@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 
 from agent.config import OPTIONS, parse_bool
 from agent.noise import ALL_MODES as NOISE_MODES
 from agent.noise import BAD_LINE
+from agent.simulate import FLAVOURS
 
 EPILOG = "Every `run` option is also read from a P1_* environment variable (see README)."
 RUN_EPILOG = """\
@@ -23,8 +26,9 @@ Sources (repeat --source for several meters; P1_SOURCE takes them separated by s
   socket://HOST:PORT              a TCP bridge (ser2net, ESP-Link, Tasmota)
   rfc2217://HOST:PORT             an RFC 2217 serial server
   file:PATH[,realtime|,follow]    a capture, read at once, paced like the meter, or followed
-  simulator[:dsmr5|hu][,noise=R]  the built-in simulated meter (default), optionally noisy:
-                                  R a share of telegrams, or bad-line (4 of 5 damaged)
+  simulator[:FLAVOUR][,noise=R]   the built-in simulated meter (default dsmr5), optionally
+                                  noisy: R a share of telegrams, or bad-line (4 of 5 damaged);
+                                  FLAVOUR as for `p1-agent simulate --flavour`
   NAME=URL                        the same, with readings tagged meter=NAME
 """
 
@@ -63,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument(
         "--wait",
-        type=float,
+        type=_seconds,
         default=30.0,
         metavar="SECONDS",
         help="how long to wait for a telegram from each source (default: 30)",
@@ -92,8 +96,10 @@ def _parser() -> argparse.ArgumentParser:
 
     health = sub.add_parser(
         "healthcheck",
-        help="exit 0 when the running agent answers /healthz (for Docker's HEALTHCHECK)",
-        description="Ask the agent's /healthz on the metrics address; exit 0 if it is healthy.",
+        help="exit 0 while the running agent is alive (/healthz/live, for Docker's HEALTHCHECK)",
+        description="Ask the agent's /healthz/live on the metrics address; exit 0 if it is alive. "
+        "A source or InfluxDB in trouble does not fail it (a restart would not mend them): "
+        "/healthz says so.",
     )
     health.add_argument(
         "--metrics-address",
@@ -121,9 +127,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.add_argument(
         "--meter-timezone",
-        default="Europe/Amsterdam",
+        default="auto",
         metavar="ZONE",
-        help="meter clock zone (default: Europe/Amsterdam; Irish meters: Europe/Dublin)",
+        help="meter clock zone (default: auto, CET rules and Europe/Dublin for the Irish Iskra; "
+        "Lithuania: Europe/Vilnius)",
+    )
+    replay.add_argument(
+        "--start",
+        type=_iso_time,
+        metavar="TIME",
+        help="for meters without a clock: the time of the first telegram (ISO 8601 with offset)",
+    )
+    replay.add_argument(
+        "--interval",
+        type=_seconds,
+        metavar="SECONDS",
+        help="for meters without a clock: seconds between telegrams, counted from --start or "
+        "from a PuTTY log's own start",
     )
     replay.add_argument(
         "--max-frame",
@@ -139,13 +159,17 @@ def _parser() -> argparse.ArgumentParser:
     simulate = sub.add_parser(
         "simulate",
         help="a simulated meter writing telegrams to stdout or a file",
-        description="Generate telegrams of a simulated meter (E.ON Hungary or DSMR 5), "
+        description="Generate telegrams of a simulated meter of any flavour the decoder knows, "
         "optionally through a noisy line (--noise, --noise-rate; a count of the corrupted "
         f"telegrams then goes to stderr). --noise {BAD_LINE} is a real bad line: 4 telegrams "
         "of 5 damaged, mostly by cleared bits.",
     )
     simulate.add_argument(
-        "--flavour", choices=("hu", "dsmr5"), default="dsmr5", help="meter flavour (default: dsmr5)"
+        "--flavour",
+        choices=FLAVOURS,
+        default="dsmr5",
+        metavar="FLAVOUR",
+        help=f"meter flavour: {', '.join(FLAVOURS)} (default: dsmr5)",
     )
     simulate.add_argument(
         "--count",
@@ -158,7 +182,7 @@ def _parser() -> argparse.ArgumentParser:
         "--interval",
         type=float,
         metavar="SECONDS",
-        help="meter interval (default: 10 for hu, 1 for dsmr5)",
+        help="meter interval (default: the flavour's, 1 for dsmr5, 10 for hu)",
     )
     simulate.add_argument(
         "--realtime",
@@ -210,6 +234,28 @@ def _agent_options(parser: argparse.ArgumentParser) -> None:
             )
         else:
             parser.add_argument(option.flag, dest=option.dest, metavar=option.metavar, help=text)
+
+
+def _iso_time(text: str) -> datetime:
+    """An argparse type: an ISO 8601 time with its UTC offset."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
+    if when.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs an offset, e.g. {text}+00:00")
+    return when
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a time between telegrams, more than 0 and at most a day."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds <= 86400:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds in (0, 86400]")
+    return seconds
 
 
 def _fail(message: str) -> int:

@@ -16,8 +16,14 @@ if TYPE_CHECKING:
     from agent.noise import NoisyChannel
 
 
+def _stdout_open(output: str) -> None:
+    """A process started with its stdout closed has `sys.stdout` None: say so, in one line."""
+    if output == "-" and sys.stdout is None:
+        raise ValueError("stdout is closed: give --output FILE")
+
+
 def replay_command(args: argparse.Namespace) -> int:
-    from agent.replay import open_output, replay, total_size
+    from agent.replay import TimeOptions, open_output, replay, total_size
 
     pipeline = MeterPipeline(zone=MeterZone(args.meter_timezone), max_frame=args.max_frame)
     for path in args.paths:
@@ -33,9 +39,11 @@ def replay_command(args: argparse.Namespace) -> int:
             total=total_size(args.paths), unit="B", unit_scale=True, desc="replay", leave=False
         )
         progress = bar.update
+    _stdout_open(args.output)
     out = open_output(args.output)
     try:
-        summary = replay(args.paths, args.format, out, pipeline, progress)
+        times = TimeOptions(args.start, args.interval)
+        summary = replay(args.paths, args.format, out, pipeline, progress, times)
     finally:
         if bar is not None:
             bar.close()
@@ -43,11 +51,11 @@ def replay_command(args: argparse.Namespace) -> int:
             out.close()
     for line in summary.lines():
         sys.stderr.write(line + "\n")
-    return 0
+    return 1 if summary.damaged else 0
 
 
 def simulate_command(args: argparse.Namespace) -> int:
-    from agent.simulate import SimulatedMeter
+    from agent.simulate import LAST_YEAR, SimulatedMeter
 
     start = None
     if args.start:
@@ -59,7 +67,13 @@ def simulate_command(args: argparse.Namespace) -> int:
             raise ValueError(f"start time {args.start!r} needs an offset, e.g. {args.start}+00:00")
     if args.count < 0:
         raise ValueError("count must not be negative")
+    _stdout_open(args.output)
     meter = SimulatedMeter(args.flavour, start=start, interval=args.interval, seed=args.seed)
+    if args.count and not meter.clock_lasts(args.count):
+        raise ValueError(
+            f"{args.count} telegrams {meter.interval:g} s apart run past {LAST_YEAR}, where the "
+            "meter's two-digit year ends"
+        )
     first = meter.next_telegram()
     channel = _noisy_channel(args, first)
     out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
@@ -67,6 +81,9 @@ def simulate_command(args: argparse.Namespace) -> int:
         n = 0
         next_at = time.monotonic()
         while not args.count or n < args.count:
+            if n and not meter.clock_lasts(1):  # run forever: until the meter's clock ends
+                sys.stderr.write(f"simulate: the meter's clock ends with {LAST_YEAR}\n")
+                break
             if args.realtime:
                 time.sleep(max(0.0, next_at - time.monotonic()))
                 next_at += meter.interval
@@ -237,6 +254,7 @@ def export_command(args: argparse.Namespace) -> int:
     path = data_dir / "store.sqlite"
     if not path.is_file():
         raise ValueError(f"no local store at {path} (is --data-dir right?)")
+    _stdout_open(args.output)
     out = open_output(args.output)
     try:
         count = export(path, args.format, out)
@@ -251,6 +269,7 @@ def export_command(args: argparse.Namespace) -> int:
 
 def healthcheck_command(args: argparse.Namespace) -> int:
     import os
+    import urllib.error
     import urllib.request
 
     from agent.config import DEFAULT_METRICS_ADDRESS, ConfigError, parse_address
@@ -260,12 +279,16 @@ def healthcheck_command(args: argparse.Namespace) -> int:
         host, port = parse_address(text)
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
-    if host in ("0.0.0.0", "::", ""):  # listening everywhere: ask over loopback
-        host = "127.0.0.1"
-    url = f"http://{host}:{port}/healthz"
+    # Listening everywhere: ask over loopback.
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/healthz/live"
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
             healthy = response.status == 200
+    except urllib.error.HTTPError as exc:  # 503: the agent says why
+        reasons = "; ".join(exc.read(4096).decode(errors="replace").split("\n")[1:]).strip("; ")
+        sys.stderr.write(f"p1-agent: unhealthy: {url}: {reasons or exc}\n")
+        return 1
     except OSError as exc:
         sys.stderr.write(f"p1-agent: unhealthy: {url}: {exc}\n")
         return 1

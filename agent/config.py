@@ -9,11 +9,15 @@ InfluxDB token and password) come only from the environment or from files: a fla
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import date, time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,26 +46,46 @@ class Settings:
     data_dir: Path = Path("data")
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9224
-    meter_timezone: str = "Europe/Amsterdam"
+    meter_timezone: str = "auto"
     max_frame: int = 16 * 1024
     log_level: str = "info"
     read_timeout: float = 30.0
     raw_capture: bool = False
+    raw_capture_max_age: float = 90 * 86400.0
     influx: InfluxTarget | None = None
     batch_size: int = 5000
+    influx_degraded_after: float = 300.0  # /healthz says degraded once writes failed this long
     spool_max_bytes: int = 1 << 30
     spool_max_age: float = 30 * 86400.0
     summary_interval: float = 300.0
     fuse_limit: float = 25.0
+    max_meters: int = 16  # per source, in the metrics
+    meter_expiry: float = 3600.0
     # Where each effective value came from ("flag", "P1_…", "config file", "default").
     origins: dict[str, str] = field(default_factory=dict, compare=False)
+
+
+# Labels of letters, digits, `-` and `_` (Docker Compose names hold `_`); no spaces, no `%`.
+_HOSTNAME = re.compile(r"(?!-)[\w-]{1,63}(?<!-)(\.(?!-)[\w-]{1,63}(?<!-))*\.?", re.ASCII)
+
+
+def valid_host(host: str) -> bool:
+    """A host name or an IP address (IPv6 without its brackets) that a socket can be given."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return len(host) <= 253 and _HOSTNAME.fullmatch(host) is not None
+    return True
 
 
 def parse_address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"metrics address {text!r} is not HOST:PORT (e.g. 127.0.0.1:9224)")
-    return host.strip("[]") or "127.0.0.1", int(port)
+    host = host.strip("[]") or "127.0.0.1"
+    if not valid_host(host):
+        raise ConfigError(f"metrics address {text!r}: {host!r} is not a host name or IP address")
+    return host, int(port)
 
 
 _DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -88,7 +112,24 @@ def parse_size(text: str, what: str) -> int:
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmg]i?b|b)?\s*", text.lower())
     if match is None:
         raise ConfigError(f"{what} {text!r} is not a size (e.g. 500MB, 1GiB, 0 for no limit)")
-    return int(float(match[1]) * _SIZE_UNITS[match[2] or ""])
+    size = float(match[1]) * _SIZE_UNITS[match[2] or ""]
+    if not math.isfinite(size):
+        raise ConfigError(f"{what} {text!r} is too large")
+    return int(size)
+
+
+def _duration(low: float, high: float) -> Callable[[str, str], float]:
+    """A duration within bounds: 0 or an absurd value would only fail later, inside a wait."""
+
+    def parse(text: str, what: str) -> float:
+        seconds = parse_duration(text, what)
+        if not low <= seconds <= high:
+            raise ConfigError(
+                f"{what} {text!r} must be from {_duration_text(low)} to {_duration_text(high)}"
+            )
+        return seconds
+
+    return parse
 
 
 def parse_bool(text: str, what: str) -> bool:
@@ -100,10 +141,10 @@ def parse_bool(text: str, what: str) -> bool:
     raise ConfigError(f"{what} {text!r} is not true or false")
 
 
-def _whole(low: int) -> Callable[[str, str], int]:
+def _whole(low: int, high: int) -> Callable[[str, str], int]:
     def parse(text: str, what: str) -> int:
-        if not text.strip().isdigit() or int(text) < low:
-            raise ConfigError(f"{what} {text!r} must be a whole number, at least {low}")
+        if not text.strip().isdigit() or not low <= int(text) <= high:
+            raise ConfigError(f"{what} {text!r} must be a whole number from {low} to {high}")
         return int(text)
 
     return parse
@@ -139,6 +180,7 @@ class Option:
     default: str | None
     help: str
     metavar: str = "VALUE"
+    number: bool = False  # the TOML file may give it as a number (not only as a string)
 
     @property
     def dest(self) -> str:
@@ -162,13 +204,20 @@ OPTIONS = [
         "Prometheus /metrics and /healthz",
         metavar="HOST:PORT",
     ),
-    Option("meter_timezone", _text, "Europe/Amsterdam", "meter clock zone", metavar="ZONE"),
+    Option(
+        "meter_timezone",
+        _text,
+        "auto",
+        "meter clock zone (auto: CET rules, Irish time for the Irish Iskra)",
+        metavar="ZONE",
+    ),
     Option(
         "max_frame",
-        _whole(64),
+        _whole(64, 1 << 20),  # a telegram is at most a few KiB; the framer holds this much
         str(16 * 1024),
         "drop frames longer than this many bytes",
         metavar="BYTES",
+        number=True,
     ),
     Option(
         "log_level",
@@ -186,10 +235,27 @@ OPTIONS = [
     ),
     Option(
         "read_timeout",
-        parse_duration,
+        _duration(1.0, 86400.0),
         "30s",
         "reconnect when a connected source sends nothing this long",
         metavar="DURATION",
+        number=True,
+    ),
+    Option(
+        "max_meters",
+        _whole(1, 1000),
+        "16",
+        "meters one source may have in the metrics; readings of more are still stored",
+        metavar="N",
+        number=True,
+    ),
+    Option(
+        "meter_expiry",
+        _duration(1.0, 365 * 86400.0),
+        "1h",
+        "a meter that sent nothing this long leaves the metrics (not a source's last meter)",
+        metavar="DURATION",
+        number=True,
     ),
     Option(
         "fuse_limit",
@@ -197,8 +263,17 @@ OPTIONS = [
         "25",
         "main fuse per phase in amperes, for alerts",
         metavar="AMPERES",
+        number=True,
     ),
     Option("raw_capture", parse_bool, "false", "keep raw bytes in DATA_DIR/raw, one file a day"),
+    Option(
+        "raw_capture_max_age",
+        _duration(0.0, 100 * 365 * 86400.0),
+        "90d",
+        "delete raw captures and noise logs of days older than this (0: keep them all)",
+        metavar="DURATION",
+        number=True,
+    ),
     Option(
         "influx.url",
         _text,
@@ -242,34 +317,88 @@ OPTIONS = [
     Option("influx.verify_tls", parse_bool, "true", "verify the server's TLS certificate"),
     Option("influx.gzip", parse_bool, "true", "compress writes"),
     Option(
-        "influx.timeout", parse_duration, "10s", "time allowed for one write", metavar="DURATION"
+        "influx.timeout",
+        _duration(0.1, 300.0),  # a longer write holds up shutdown and every point behind it
+        "10s",
+        "time allowed for one write",
+        metavar="DURATION",
+        number=True,
     ),
-    Option("influx.batch_size", _whole(1), "5000", "points per write", metavar="POINTS"),
+    Option(
+        "influx.degraded_after",
+        _duration(1.0, 30 * 86400.0),
+        "5m",
+        "/healthz reports degraded once writes have failed this long",
+        metavar="DURATION",
+        number=True,
+    ),
+    Option(
+        "influx.batch_size",
+        _whole(1, 100_000),  # a batch is held in memory, twice (lines and request body)
+        "5000",
+        "points per write",
+        metavar="POINTS",
+        number=True,
+    ),
     Option(
         "spool.max_size",
         parse_size,
         "1GiB",
         "spool bound; the oldest points go first",
         metavar="SIZE",
+        number=True,
     ),
     Option(
         "spool.max_age",
-        parse_duration,
+        _duration(0.0, 100 * 365 * 86400.0),
         "30d",
         "drop spooled points older than this",
         metavar="DURATION",
+        number=True,
     ),
     Option(
         "log_summary_interval",
-        parse_duration,
+        _duration(1.0, 86400.0),
         "5m",
         "one log line per interval for noise",
         metavar="DURATION",
+        number=True,
     ),
 ]
 _BY_KEY = {option.key: option for option in OPTIONS}
 SECRETS = {"influx.token": "P1_INFLUX_TOKEN", "influx.password": "P1_INFLUX_PASSWORD"}
 _NAMED_SOURCE = re.compile(r"([A-Za-z0-9_-]+)=(.+)")
+
+
+def _toml_type(value: object) -> str:
+    """What a TOML value is, in the file's words, for an error message."""
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, date | time):
+        return "a date or time"
+    return "a string"
+
+
+def _toml_text(path: Path, key: str, value: object, option: Option | None = None) -> str:
+    """A TOML value as the text a flag would give; anything but the types the setting takes is
+    one line now, not a reader that dies on it later."""
+    kind = _toml_type(value)
+    wanted: tuple[str, ...]
+    if option is not None and option.parse is parse_bool:
+        wanted = ("true/false", "a string")
+    elif option is not None and option.number:
+        wanted = ("a number", "a string")
+    else:
+        wanted = ("a string",)
+    if kind not in wanted:
+        raise ConfigError(f"{path}: {key} must be {' or '.join(wanted)}, not {kind}")
+    return "true" if value is True else "false" if value is False else str(value)
 
 
 def _flatten(table: Mapping[str, object], prefix: str = "") -> dict[str, object]:
@@ -297,13 +426,16 @@ def read_toml(path: Path) -> tuple[dict[str, str], list[SourceSettings]]:
     sources = []
     for table in raw_sources:
         unknown = set(table) - {"url", "name", "serial_settings"}
-        if unknown or not isinstance(table.get("url"), str):
+        if unknown or "url" not in table:
             raise ConfigError(
                 f"{path}: a [[source]] needs url and may have name and serial_settings"
                 + (f" (unknown: {', '.join(sorted(unknown))})" if unknown else "")
             )
+        text = {key: _toml_text(path, f"[[source]] {key}", v) for key, v in table.items()}
+        if not text["url"] or text.get("name") == "":
+            raise ConfigError(f"{path}: a [[source]] url or name is empty")
         sources.append(
-            SourceSettings(table["url"], table.get("name"), str(table.get("serial_settings", "")))
+            SourceSettings(text["url"], text.get("name"), text.get("serial_settings", ""))
         )
     flat = _flatten(data)
     for key in flat:
@@ -314,9 +446,7 @@ def read_toml(path: Path) -> tuple[dict[str, str], list[SourceSettings]]:
             )
         if key not in _BY_KEY:
             raise ConfigError(f"{path}: unknown setting {key!r}")
-    values = {
-        key: ("true" if v is True else "false" if v is False else str(v)) for key, v in flat.items()
-    }
+    values = {key: _toml_text(path, key, v, _BY_KEY[key]) for key, v in flat.items()}
     return values, sources
 
 
@@ -328,16 +458,29 @@ def _source(text: str, serial_settings: str) -> SourceSettings:
 
 
 def _secret(env: Mapping[str, str], var: str, file_path: str | None, what: str) -> str | None:
-    value = env.get(var)
-    if value:
-        return value
+    """The secret from `var`, else from its file; surrounding whitespace dropped (an editor's
+    CRLF, a final newline). The value never appears in a message: a header cannot carry a
+    control character, and the error it gives would print the secret."""
+    value, origin = env.get(var, "").strip(), var
     path = env.get(var + "_FILE") or file_path
-    if not path:
-        return None
+    if not value and path:
+        origin = f"the {what} file {path}"
+        try:
+            value = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the {what} file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{origin} is not text (UTF-8)") from None
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ConfigError(
+            f"{origin}: the {what} has a control character (a line break?) inside it; "
+            f"it must be one line"
+        )
     try:
-        return Path(path).read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the {what} file {path}: {exc.strerror}") from None
+        value.encode("latin-1")  # what HTTP headers and Basic auth can carry
+    except UnicodeEncodeError:
+        raise ConfigError(f"{origin}: the {what} has a character HTTP cannot send") from None
+    return value or None
 
 
 def load(flags: Mapping[str, object], env: Mapping[str, str] | None = None) -> Settings:
@@ -395,12 +538,16 @@ def load(flags: Mapping[str, object], env: Mapping[str, str] | None = None) -> S
         log_level=str(values["log_level"]),
         read_timeout=float(str(values["read_timeout"])),
         raw_capture=bool(values["raw_capture"]),
+        raw_capture_max_age=float(str(values["raw_capture_max_age"])),
         influx=_influx(values, env, origins),
         batch_size=int(str(values["influx.batch_size"])),
+        influx_degraded_after=float(str(values["influx.degraded_after"])),
         spool_max_bytes=int(str(values["spool.max_size"])),
         spool_max_age=float(str(values["spool.max_age"])),
         summary_interval=float(str(values["log_summary_interval"])),
         fuse_limit=float(str(values["fuse_limit"])),
+        max_meters=int(str(values["max_meters"])),
+        meter_expiry=float(str(values["meter_expiry"])),
         origins=origins,
     )
 
@@ -413,9 +560,7 @@ def _influx(
         return None
     from agent.sinks.influx import InfluxTarget
 
-    url = str(url)
-    if not re.match(r"https?://[^/\s]+", url):
-        raise ConfigError(f"influx url {url!r} is not an http:// or https:// URL")
+    url = _influx_url(str(url))
     token_file = values["influx.token_file"]
     password_file = values["influx.password_file"]
     token = _secret(env, "P1_INFLUX_TOKEN", str(token_file) if token_file else None, "token")
@@ -450,6 +595,36 @@ def _influx(
         gzip=bool(values["influx.gzip"]),
         timeout=float(str(values["influx.timeout"])),
     )
+
+
+def _influx_url(url: str) -> str:
+    """The URL, if a request to it can work at all; its password never in the message."""
+    shown = mask_url(url)
+    if not re.match(r"https?://[^/\s]+", url):
+        raise ConfigError(f"influx url {shown!r} is not an http:// or https:// URL")
+    try:
+        parts: urllib.parse.SplitResult | None = urllib.parse.urlsplit(url)
+    except ValueError:  # a bad IPv6 literal
+        parts = None
+    try:
+        port = parts.port if parts is not None else None
+    except ValueError:  # not a number; a password's unencoded `/` ends the host early
+        port = -1
+    if any(c.isspace() or ord(c) < 0x20 for c in url):
+        problem = "has a space or control character"
+    elif parts is None:
+        problem = "is not a valid URL"
+    elif port is not None and not 0 < port < 65536:
+        problem = "has no valid port" + (
+            " (a `/` or `@` in its password must be written %2F, %40)" if "@" in url else ""
+        )
+    elif not valid_host(parts.hostname or ""):
+        problem = "names no valid host"
+    elif parts.query or parts.fragment or url.endswith(("?", "#")):
+        problem = "has a query or fragment; the agent adds the write API's own"
+    else:
+        return url
+    raise ConfigError(f"influx url {shown!r} {problem}")
 
 
 def _size_text(n: int) -> str:
@@ -487,7 +662,10 @@ def describe(settings: Settings) -> list[str]:
     show("log_level", settings.log_level)
     show("read_timeout", _duration_text(settings.read_timeout))
     show("fuse_limit", settings.fuse_limit)
+    show("max_meters", settings.max_meters)
+    show("meter_expiry", _duration_text(settings.meter_expiry))
     show("raw_capture", settings.raw_capture)
+    show("raw_capture_max_age", _duration_text(settings.raw_capture_max_age))
     show("log_summary_interval", _duration_text(settings.summary_interval))
     for source in settings.sources:
         lines.append(f"\n[[source]]  # {o.get('source', 'default')}")
@@ -519,6 +697,7 @@ def describe(settings: Settings) -> list[str]:
         show("influx.gzip", target.gzip)
         show("influx.timeout", _duration_text(target.timeout))
         show("influx.batch_size", settings.batch_size)
+        show("influx.degraded_after", _duration_text(settings.influx_degraded_after))
     lines.append("\n[spool]")
     show("spool.max_size", _size_text(settings.spool_max_bytes))
     show("spool.max_age", _duration_text(settings.spool_max_age))

@@ -58,6 +58,10 @@ class DeliveryStats:
     last_error: str | None = None
     backoff: float = 0.0  # the wait in progress after a failure; 0 when delivering normally
     retry_after_honoured: int = 0
+    # Monotonic time of the first failed write since the last acknowledged one; None while
+    # InfluxDB acknowledges.
+    failing_since: float | None = None
+    died: str | None = None  # why run() ended without being asked to (a bug); None while it runs
 
 
 class Deliverer:
@@ -96,11 +100,11 @@ class Deliverer:
         last_send = float("-inf")
         try:
             while not stop.is_set():
-                if self._clock() >= next_enforce:
-                    self._enforce()
-                    next_enforce = self._clock() + ENFORCE_INTERVAL
                 self._wake.clear()  # before reading, so an append after the read wakes us
                 try:
+                    if self._clock() >= next_enforce:
+                        self._enforce()
+                        next_enforce = self._clock() + ENFORCE_INTERVAL
                     rows = self.spool.batch(self.batch_size)
                     if not rows:
                         self._idle(stop, next_enforce)
@@ -120,8 +124,31 @@ class Deliverer:
                     self._sleep(stop, delay)
                     with self.stats.lock:
                         self.stats.backoff = 0.0
+        except BaseException as exc:  # what no handler above catches ends delivery: say so
+            with self.stats.lock:
+                self.stats.died = f"{type(exc).__name__}: {exc}"
+            log.critical(
+                "the deliverer stopped; points stay in the spool until the agent restarts",
+                error=self.stats.died,
+                exc_info=True,
+            )
         finally:
             self.writer.close()
+
+    @property
+    def died(self) -> str | None:
+        """Why delivery ended without a stop (for /healthz); None while it runs."""
+        with self.stats.lock:
+            return self.stats.died
+
+    def refusing(self, longer_than: float) -> str | None:
+        """The trouble, when InfluxDB has refused writes (failed them, whatever the kind) for
+        longer than `longer_than` seconds; None otherwise."""
+        with self.stats.lock:
+            since, error = self.stats.failing_since, self.stats.last_error
+        if since is None or self._clock() - since <= longer_than:
+            return None
+        return f"InfluxDB has refused writes for {self._clock() - since:.0f} s: {error}"
 
     def _idle(self, stop: threading.Event, until: float) -> None:
         while not stop.is_set() and not self._wake.is_set():
@@ -153,6 +180,9 @@ class Deliverer:
         if error is None:
             self._succeeded()
             return 0.0
+        with self.stats.lock:
+            if self.stats.failing_since is None:
+                self.stats.failing_since = self._clock()
         if error.kind == "throttled" and error.retry_after is not None:
             self._failures += 1
             delay = min(max(error.retry_after, MIN_RETRY_AFTER), MAX_RETRY_AFTER)
@@ -192,6 +222,7 @@ class Deliverer:
         with self.stats.lock:
             self.stats.written.update(written)
             self.stats.last_success = self._wall()
+            self.stats.failing_since = None
         self.spool.ack([row.id for row in rows])
         return None
 

@@ -1,13 +1,18 @@
 """Values derived from consecutive telegrams, as the seed's scripts computed them. Sans-I/O.
 
-- Average import/export power over the interval, from the energy registers: shows whether the
-  instantaneous power the meter reports represents the whole interval.
+- Average import/export power from the energy registers: shows whether the instantaneous power
+  the meter reports represents the whole time. A register counts in steps (1 Wh on DSMR 5), so
+  over one second the average is 0 W or 3 600 W; the window therefore grows until the register
+  moved by at least `STEPS` of its steps (the error is then under 1/`STEPS`) or spans
+  `MAX_WINDOW` seconds (the error under one step over that time, 12 W for 1 Wh in 5 minutes).
+  The step is the smallest move seen. No average is written until a window is complete.
 - Current estimated from active power and voltage: meters truncate current to whole amperes, so
   a 10 A reading may be anything from 10 to 10.99 A.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from agent.fields import FieldValue
@@ -17,6 +22,7 @@ _REGISTERS = {
     name: (f"{name}_kwh", tuple(f"{name}_t{t}_kwh" for t in range(1, 5)))
     for name in ("energy_import", "energy_export")
 }
+_AVERAGES = (("energy_import", "power_import_avg_kw"), ("energy_export", "power_export_avg_kw"))
 _PHASES = tuple(
     (f"voltage_{p}_v", f"power_import_{p}_kw", f"power_export_{p}_kw", f"current_estimated_{p}_a")
     for p in ("l1", "l2", "l3")
@@ -32,32 +38,57 @@ def _total(fields: dict[str, FieldValue], name: str) -> float | None:
     return sum(tariffs) if tariffs else None
 
 
+STEPS = 10
+MAX_WINDOW = 300.0
+
+
+@dataclass(slots=True)
+class _Window:
+    """Where one register's average window starts, and the register's step."""
+
+    time: datetime
+    value: float
+    step: float | None = None  # smallest move seen: the register's resolution
+
+    def average(self, time: datetime, value: float, max_gap: float) -> float | None:
+        seconds = (time - self.time).total_seconds()
+        moved = value - self.value
+        if seconds <= 0 or seconds > max_gap or moved < 0:
+            self.time, self.value = time, value  # a gap, a clock or register gone back
+            return None
+        if moved > 0 and (self.step is None or moved < self.step):
+            self.step = moved
+        wide = self.step is not None and moved >= STEPS * self.step * (1 - 1e-9)
+        if not wide and seconds < MAX_WINDOW:
+            return None
+        self.time, self.value = time, value
+        return round(moved * 3600.0 / seconds, 6)
+
+
 class Deriver:
-    """Keeps the previous telegram's registers of one meter. `max_gap` bounds the interval over
-    which an average is still meaningful (a gap after an outage would smear it)."""
+    """Keeps the average windows of one meter's registers. `max_gap` bounds the time over which
+    an average is still meaningful (a gap after an outage would smear it)."""
 
     def __init__(self, max_gap_seconds: float = 900.0) -> None:
         self.max_gap = max_gap_seconds
-        self._previous: tuple[datetime, float | None, float | None] | None = None
+        self._windows: dict[str, _Window] = {}
 
     def derive(
         self, meter_time: datetime | None, fields: dict[str, FieldValue]
     ) -> dict[str, float]:
         derived: dict[str, float] = {}
-        imported = _total(fields, "energy_import")
-        exported = _total(fields, "energy_export")
         if meter_time is not None:
-            previous = self._previous
-            if previous is not None:
-                seconds = (meter_time - previous[0]).total_seconds()
-                if 0 < seconds <= self.max_gap:
-                    for name, now, before in (
-                        ("power_import_avg_kw", imported, previous[1]),
-                        ("power_export_avg_kw", exported, previous[2]),
-                    ):
-                        if now is not None and before is not None and now >= before:
-                            derived[name] = round((now - before) * 3600.0 / seconds, 6)
-            self._previous = (meter_time, imported, exported)
+            for register, name in _AVERAGES:
+                value = _total(fields, register)
+                if value is None:
+                    continue
+                window = self._windows.get(register)
+                if window is None:
+                    self._windows[register] = _Window(meter_time, value)
+                    continue
+                average = window.average(meter_time, value, self.max_gap)
+                if average is not None:
+                    derived[name] = average
         derived.update(_estimated_current(fields))
         return derived
 

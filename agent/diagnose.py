@@ -32,6 +32,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from agent.pipeline import Result
+from agent.repair import Repair
 
 OK, PARITY, NO_FRAMES = "ok", "parity_7e1", "no_frames"
 OVERRUN, WEAK_PULLUP, BIT_SLIP, NOISE = "overrun", "weak_pullup", "bit_slip", "noise"
@@ -147,20 +148,12 @@ def _classify(pairs: Iterable[tuple[int, int]]) -> tuple[int, int, int, int]:
     return counts[0], counts[1], counts[2], counts[3]
 
 
-def _repaired_pairs(repair: dict[str, object] | None) -> Iterator[tuple[int, int]]:
+def _repaired_pairs(repair: Repair) -> Iterator[tuple[int, int]]:
     """(received, accepted) bytes of a repair's changes; a lost or inserted byte says nothing
     about bits and is left out."""
-    changes = repair.get("changes") if repair else None
-    for change in changes if isinstance(changes, list) else []:
-        if not isinstance(change, dict):
-            continue
-        try:
-            received = bytes.fromhex(str(change.get("from", "")))
-            accepted = bytes.fromhex(str(change.get("to", "")))
-        except ValueError:
-            continue
-        if len(received) == len(accepted):
-            yield from zip(received, accepted, strict=True)
+    for change in repair.changes:
+        if len(change.was) == len(change.now):
+            yield from zip(change.was, change.now, strict=True)
 
 
 def _structure_pairs(received: bytes, reference: bytes) -> Iterator[tuple[int, int]]:

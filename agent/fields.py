@@ -13,7 +13,15 @@ from agent.obis import UNITS, Kind, lookup
 FieldValue = float | str | bool
 
 # Identifiers and versions describe the meter, they are not measurements.
-_METADATA = {"equipment_id", "logical_device_name", "meter_serial", "dsmr_version", "version_info"}
+_METADATA = {
+    "equipment_id",
+    "equipment_serial",
+    "logical_device_name",
+    "meter_serial",
+    "dsmr_version",
+    "version_info",
+    "firmware_version",
+}
 _SKIP_KINDS = (Kind.TIMESTAMP, Kind.EVENT_LOG, Kind.PROFILE, Kind.LEGACY_GAS)
 
 

@@ -105,6 +105,9 @@ def configure(
             structlog.processors.add_log_level,
             rate_limiter,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            # The exception's text and traceback as a field (JSON would say only `exc_info:
+            # true`), before the redactor, so a secret in them is masked too.
+            structlog.processors.format_exc_info,
             redactor,
             renderer,
         ],

@@ -103,7 +103,8 @@ _CLEARED_BITS = ((1, 2, 3), (0.8, 0.15, 0.05))
 _OVERRUN = (16, 400)  # bytes a receive-buffer overrun loses
 _MAX_DRAWS = 1000
 
-_TAIL = re.compile(rb"!([0-9A-Fa-f]{0,4})(\r?\n)\Z")
+# `!`, the checksum digits and the line end; then any lines a gateway appends (EasyMeter).
+_TAIL = re.compile(rb"!([0-9A-Fa-f]{0,4})(\r?\n)(?:[^!/\r\n]*\r?\n)*\Z")
 _HU_PAUSE_LINE = re.compile(rb"\r\n(0-0:96\.13\.0\()")
 _MBUS_LINE = re.compile(rb"\r\n(0-[1-4]:24\.1\.0\()")
 _FF_RUN = re.compile(rb"0-0:96\.13\.0\((\xff+)\)")

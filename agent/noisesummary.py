@@ -58,7 +58,7 @@ class NoiseSummary:
         window.failures[result.failure] += 1
         window.outcomes[result.status] += 1
         if result.repair is not None:
-            window.methods[str(result.repair.get("method", "unknown"))] += 1
+            window.methods[result.repair.method] += 1
         window.last = now
         if not first:
             return None

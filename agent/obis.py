@@ -16,6 +16,7 @@ class Kind(enum.Enum):
     NUMBER = "number"  # (value*unit) or (value)
     TEXT = "text"  # (anything), kept as written
     HEXTEXT = "hextext"  # identifiers written as hex-encoded ASCII on most meters
+    SIGNED = "signed"  # (value*unit), negative in the opposite direction (German meters' power)
     TIMESTAMP = "timestamp"  # (YYMMDDhhmmssX)
     TIMED_NUMBER = "timed_number"  # (YYMMDDhhmmssX)(value*unit): M-Bus readings, peak demand
     LEGACY_GAS = "legacy_gas"  # DSMR 2.2/3: (ts)(00)(60)(1)(0-n:24.2.1)(unit) + value on next line
@@ -28,6 +29,7 @@ class Kind(enum.Enum):
 class Spec:
     name: str  # field name without the unit suffix
     kind: Kind = Kind.NUMBER
+    negative: str | None = None  # SIGNED: the field a negative value goes to, as its magnitude
 
 
 def _phases(template: str, codes: tuple[int, int, int], suffix: str, kind: Kind) -> dict[str, Spec]:
@@ -43,6 +45,11 @@ def _registers(code: int, name: str) -> dict[str, Spec]:
     return specs
 
 
+def _signed(codes: tuple[str, ...], phase: str = "") -> dict[str, Spec]:
+    names = (f"power_import{phase}", f"power_export{phase}")
+    return {f"1-0:{code}": Spec(names[0], Kind.SIGNED, names[1]) for code in codes}
+
+
 N = Kind.NUMBER
 
 TABLE: dict[str, Spec] = {
@@ -54,7 +61,10 @@ TABLE: dict[str, Spec] = {
     "0-0:96.1.0": Spec("equipment_id", Kind.HEXTEXT),
     "0-0:96.1.255": Spec("equipment_id", Kind.TEXT),
     "0-0:42.0.0": Spec("logical_device_name", Kind.HEXTEXT),
+    "0-0:96.1.2": Spec("equipment_serial", Kind.HEXTEXT),  # Belgian e-MUCS 2.x, Swiss Sagemcom
     "1-0:0.0.0": Spec("meter_serial", Kind.TEXT),
+    "0-0:0.0.0": Spec("meter_serial", Kind.TEXT),
+    "1-0:0.2.0": Spec("firmware_version", Kind.TEXT),
     "1-0:96.5.5": Spec("meter_status", Kind.TEXT),
     "0-0:96.14.0": Spec("tariff"),
     "0-0:96.3.10": Spec("breaker_state"),
@@ -79,6 +89,13 @@ TABLE: dict[str, Spec] = {
     "1-0:6.7.0": Spec("power_reactive_q2"),
     "1-0:7.7.0": Spec("power_reactive_q3"),
     "1-0:8.7.0": Spec("power_reactive_q4"),
+    "1-0:9.7.0": Spec("power_apparent_import"),
+    "1-0:10.7.0": Spec("power_apparent_export"),
+    # German meters (eBZ, EasyMeter, Holley): signed active power, total and per phase.
+    **_signed(("16.7.0", "1.7.255")),
+    **_signed(("36.7.0", "21.7.255"), "_l1"),
+    **_signed(("56.7.0", "41.7.255"), "_l2"),
+    **_signed(("76.7.0", "61.7.255"), "_l3"),
     **_phases("power_import_{phase}", (21, 41, 61), "7.0", N),
     **_phases("power_export_{phase}", (22, 42, 62), "7.0", N),
     **_phases("power_reactive_import_{phase}", (23, 43, 63), "7.0", N),
@@ -100,11 +117,14 @@ TABLE: dict[str, Spec] = {
     "1-0:99.97.0": Spec("power_failure_log", Kind.EVENT_LOG),
     "0-0:96.13.0": Spec("text_message", Kind.MESSAGE),
     "0-0:96.13.1": Spec("text_message_code", Kind.MESSAGE),
+    # Luxembourg's Smarty: four more message lines.
+    **{f"0-0:96.13.{n}": Spec(f"text_message_{n}", Kind.MESSAGE) for n in range(2, 6)},
     "0-0:98.1.0": Spec("billing_profile", Kind.PROFILE),
     # M-Bus devices on channels 1–4.
     "0-*:24.1.0": Spec("mbus_device_type"),
     "0-*:96.1.0": Spec("mbus_equipment_id", Kind.HEXTEXT),
     "0-*:96.1.1": Spec("mbus_equipment_id", Kind.HEXTEXT),
+    "0-*:96.1.2": Spec("mbus_equipment_serial", Kind.HEXTEXT),
     "0-*:24.2.1": Spec("mbus_reading", Kind.TIMED_NUMBER),
     "0-*:24.2.3": Spec("mbus_reading", Kind.TIMED_NUMBER),
     "0-*:24.3.0": Spec("mbus_reading", Kind.LEGACY_GAS),
@@ -113,10 +133,15 @@ TABLE: dict[str, Spec] = {
 
 
 def lookup(obis: str) -> Spec | None:
-    """The spec for an OBIS reference as written (`1-0:1.8.0`, `1-0:1.8.0*255`, `0-2:24.2.1`)."""
+    """The spec for an OBIS reference as written (`1-0:1.8.0`, `1-0:1.8.0*255`, `0-2:24.2.1`).
+
+    Channel 1 of electricity (`1-1:1.8.1`, Swiss and Austrian Sagemcom meters) means the same as
+    channel 0: those meters measure one supply and number it 1."""
     code = obis.partition("*")[0]
     if code[:2] == "0-" and code[2:3] in ("1", "2", "3", "4") and code[3:4] == ":":
         return TABLE.get("0-*:" + code[4:])
+    if code[:4] == "1-1:":
+        return TABLE.get("1-0:" + code[4:])
     return TABLE.get(code)
 
 
@@ -146,6 +171,7 @@ UNITS: dict[str, tuple[str, int]] = {
     "kvarh": ("kvarh", 1),
     "varh": ("kvarh", 1000),
     "kvar": ("kvar", 1),
+    "VA": ("kva", 1000),
     "var": ("kvar", 1000),
     "V": ("v", 1),
     "A": ("a", 1),

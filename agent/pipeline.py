@@ -6,9 +6,12 @@ The live agent, `replay` and the tests all push bytes through this one class.
 from __future__ import annotations
 
 import difflib
+import enum
+import traceback
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from agent.crc import CrcChecker, CrcKind
 from agent.derive import Deriver
@@ -17,14 +20,27 @@ from agent.fragment import obis_keys, unsealed_problem
 from agent.framing import DEFAULT_MAX_FRAME, Frame, Framer
 from agent.parity import ParityMasker
 from agent.points import telegram_fields
-from agent.repair import MeterProfile, Outcome, Repairer
+from agent.repair import Candidate, MeterProfile, Outcome, Repair, Repairer
 from agent.repair.plausible import implausible
 from agent.telegram import Decoder, MeterZone, Telegram
 
-VALID = "valid"
-REPAIRED = "repaired"
-REJECTED = "rejected"
+K = TypeVar("K")
+V = TypeVar("V")
+R = TypeVar("R")
+
+
+class Status(enum.StrEnum):
+    """What became of a frame. A str, so JSONL and metric labels carry the word itself."""
+
+    VALID = "valid"
+    REPAIRED = "repaired"
+    REJECTED = "rejected"
+
+
+VALID, REPAIRED, REJECTED = Status.VALID, Status.REPAIRED, Status.REJECTED
 FRAGMENT = "fragment"  # a piece of a telegram cut short by a noise-made `!`
+# A bug in the core, not noise on the line: counted apart, with its traceback in the result.
+INTERNAL_ERROR = "internal_error"
 
 # What a printable-only terminal log (PuTTY) makes of the Hungarian meter's text message: the
 # 1024 bytes of 0xFF padding (the longest DSMR text message) are not printable and vanish.
@@ -36,16 +52,17 @@ _FF_MESSAGE = b"\r\n0-0:96.13.0(" + b"\xff" * 1024 + b")\r\n"
 class Result:
     """The outcome for one frame, in stream order."""
 
-    status: str  # valid | repaired | rejected
+    status: Status
     frame: Frame  # for a repaired frame: the repaired bytes
     telegram: Telegram | None = None
     reason: str | None = None  # why a frame was rejected
     crc: CrcKind | None = None
     fields: dict[str, FieldValue] = field(default_factory=dict)  # p1 fields incl. derived values
     derived: dict[str, float] = field(default_factory=dict)
-    repair: dict[str, object] | None = None  # method and byte changes of a repaired frame
+    repair: Repair | None = None  # method and byte changes of a repaired frame
     failure: str | None = None  # what was wrong on arrival: crc, truncated, no_start, …
     candidates: int = 0  # repair candidates CRC-tested for this frame (each risks 1/65 536)
+    error: str | None = None  # INTERNAL_ERROR: the exception and its traceback
 
     @property
     def accepted(self) -> bool:
@@ -75,6 +92,10 @@ class MeterPipeline:
     """Everything between the source's bytes and the sinks, for one source."""
 
     MAX_METERS = 64  # bound on per-meter state when a stream mixes meters
+    # A full table makes room for a new meter only by forgetting one silent for this many
+    # accepted telegrams (an hour of a meter sending every second): a flood of forged identities
+    # cannot push out the meters still sending, and meters gone for good do not keep their place.
+    SILENT_TELEGRAMS = 3600
 
     def __init__(
         self,
@@ -93,6 +114,10 @@ class MeterPipeline:
         self._meters: dict[bytes, _Meter] = {}
         self._last: _Meter | None = None  # for frames whose identification line is damaged
         self._derivers: dict[str, Deriver] = {}
+        self._accepted = 0  # accepted telegrams: the clock by which remembered meters go silent
+        # Per table: key → self._accepted when last used, least recently used first.
+        self._meters_seen: dict[bytes, int] = {}
+        self._derivers_seen: dict[str, int] = {}
         # A frame that ended too soon and could not be repaired alone, with its rejection: the
         # next frame may be its rest, split off by a byte that turned into `/` or `!`.
         self._held: tuple[Frame, Result] | None = None
@@ -142,9 +167,19 @@ class MeterPipeline:
 
     def _remember(self, header: bytes, meter: _Meter) -> None:
         meter.stale = 0
-        if header not in self._meters and len(self._meters) < self.MAX_METERS:
-            self._meters[header] = meter
+        self._keep(self._meters, self._meters_seen, header, meter)
         self._last = meter
+
+    def _keep(self, table: dict[K, V], seen: dict[K, int], key: K, value: V) -> None:
+        """Keep `value` under `key` as just used, within MAX_METERS (see SILENT_TELEGRAMS)."""
+        if key not in table and len(table) >= self.MAX_METERS:
+            oldest = next(iter(seen))
+            if self._accepted - seen[oldest] < self.SILENT_TELEGRAMS:
+                return
+            del table[oldest], seen[oldest]
+        table[key] = value
+        seen.pop(key, None)
+        seen[key] = self._accepted
 
     def _new_meter(self, frame: Frame, header: bytes) -> bool:
         """A whole frame that checks out on its own, or carries no checksum at all (as DSMR 2.2
@@ -159,6 +194,7 @@ class MeterPipeline:
 
     def _fields(self, telegram: Telegram) -> tuple[dict[str, FieldValue], dict[str, float]]:
         """The `p1` fields of an accepted telegram with the derived values added, and those."""
+        self._accepted += 1
         fields = telegram_fields(telegram)
         derived = self._deriver(telegram.meter).derive(telegram.meter_time, fields)
         fields.update(derived)
@@ -168,8 +204,7 @@ class MeterPipeline:
         deriver = self._derivers.get(meter)
         if deriver is None:
             deriver = Deriver()
-            if len(self._derivers) < self.MAX_METERS:
-                self._derivers[meter] = deriver
+        self._keep(self._derivers, self._derivers_seen, meter, deriver)
         return deriver
 
     # -- frames ----------------------------------------------------------------------------
@@ -178,16 +213,26 @@ class MeterPipeline:
         held = self._held
         if held is not None:
             self._held = None
-            joined = self._join(held[0], frame)
+            joined = self._guarded(held[0], lambda: self._join(held[0], frame))
             if joined is not None:
                 self._emit(joined, results)
                 return
             self._emit(held[1], results)
-        result = self._process(frame)
+        result = self._guarded(frame, lambda: self._process(frame))
         if not result.accepted and self._holdable(frame, result):
             self._held = (frame, result)  # decided when the next frame arrives
             return
         self._emit(result, results)
+
+    @staticmethod
+    def _guarded(frame: Frame, step: Callable[[], R]) -> R | Result:
+        """Run one step of the core. An exception is a bug, never line noise: the frame is
+        rejected as INTERNAL_ERROR with the traceback, and the stream goes on."""
+        try:
+            return step()
+        except Exception as exc:
+            error = "".join(traceback.format_exception(exc))
+            return Result(REJECTED, frame, reason=INTERNAL_ERROR, error=error)
 
     def _holdable(self, frame: Frame, result: Result) -> bool:
         """A rejected frame shorter than its meter's telegrams may have ended early: cut by a
@@ -223,9 +268,9 @@ class MeterPipeline:
         if not frame.headless or frame.checksum is None or held.body[-3:] == b"\r\n!":
             return None
         body = held.body[:-1] + b")\r\n" + frame.body
-        candidates: list[tuple[bytes, tuple[str, ...]]] = [(body, ("join",))]
+        candidates = [Candidate(body, ("join",))]
         if _EMPTY_MESSAGE in body:
-            candidates.append((_with_message(body), ("join", "ff_run")))
+            candidates.append(Candidate(_with_message(body), ("join", "ff_run")))
         header = self._header(held)
         return self._sealed(frame, header, self._meter(held, header), candidates, FRAGMENT)
 
@@ -234,7 +279,7 @@ class MeterPipeline:
         frame: Frame,
         header: bytes,
         meter: _Meter,
-        candidates: Sequence[tuple[bytes, tuple[str, ...]]],
+        candidates: Sequence[Candidate],
         failure: str,
     ) -> Result | None:
         """The one candidate body whose CRC matches the frame's checksum, accepted as a repair.
@@ -246,10 +291,7 @@ class MeterPipeline:
             kind = meter.checker.check(body, expected)
             if kind is None:
                 continue
-            try:
-                telegram = self.decoder.decode(body)
-            except Exception:
-                return None
+            telegram = self.decoder.decode(body)
             if not telegram.readings or implausible(telegram, meter.profile.history):
                 return None
             assert frame.checksum is not None
@@ -265,7 +307,7 @@ class MeterPipeline:
                 crc=kind,
                 fields=fields,
                 derived=derived,
-                repair={"method": "+".join(methods), "changes": [], "candidates": tried},
+                repair=Repair("+".join(methods), (), tried),
                 failure=failure,
                 candidates=tried,
             )
@@ -296,15 +338,11 @@ class MeterPipeline:
         meter.profile.accept(telegram)
         meter.stale = 0
         for change in outcome.changes:
-            was, now = bytes.fromhex(str(change["from"])), bytes.fromhex(str(change["to"]))
-            if len(was) == len(now) and len(was) <= 2:
-                meter.profile.observe(was, now)
+            if len(change.was) == len(change.now) and len(change.was) <= 2:
+                meter.profile.observe(change.was, change.now)
         fields, derived = self._fields(telegram)
-        repair: dict[str, object] = {
-            "method": outcome.method,
-            "changes": outcome.changes,
-            "candidates": outcome.tried,
-        }
+        assert outcome.method is not None
+        repair = Repair(outcome.method, outcome.changes, outcome.tried)
         return Result(
             REPAIRED,
             frame,
@@ -332,7 +370,7 @@ class MeterPipeline:
             if kind is None:
                 if not meter.profile.ready and _EMPTY_MESSAGE in frame.body:
                     # Nothing learned yet: only what a terminal log is known to drop is tried.
-                    candidate = [(_with_message(frame.body), ("ff_run",))]
+                    candidate = [Candidate(_with_message(frame.body), ("ff_run",))]
                     restored = self._sealed(frame, header, meter, candidate, "crc")
                     if restored is not None:
                         return restored
@@ -349,10 +387,7 @@ class MeterPipeline:
             return self._fail(frame, meter, "missing_checksum")
         elif unsealed_problem(frame.body, meter.usual) is not None:
             return self._reject(frame, FRAGMENT, FRAGMENT)
-        try:
-            telegram = self.decoder.decode(frame.body)
-        except Exception:
-            return self._reject(frame, "undecodable")
+        telegram = self.decoder.decode(frame.body)
         if not telegram.readings:
             return self._reject(frame, "no_readings")
         if self.repairer is not None:

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from agent.fields import FieldValue, scaled, unit_field
 from agent.obis import BILLING_PROFILE_CODES, billing_name
-from agent.telegram import Reading, Telegram
+from agent.telegram import CLOCK_SET_AFTER, Reading, Telegram
 
 
 @dataclass(slots=True)
@@ -29,7 +29,8 @@ def telegram_fields(telegram: Telegram) -> dict[str, FieldValue]:
     return dict(telegram.fields)
 
 
-def mbus_points(telegram: Telegram, meter: str) -> list[Point]:
+def mbus_points(telegram: Telegram, meter: str, time: datetime | None = None) -> list[Point]:
+    """`time` stands in for a capture time the device does not give (or gives unset)."""
     points = []
     for device in telegram.mbus:
         reading = device.reading
@@ -41,7 +42,10 @@ def mbus_points(telegram: Telegram, meter: str) -> list[Point]:
             "kind": device.kind,
             "device": device.equipment_id or f"channel-{device.channel}",
         }
-        points.append(Point("p1_mbus", tags, {name: scaled(reading.value, factor)}, reading.time))
+        stamp = reading.time
+        if stamp is None or stamp < CLOCK_SET_AFTER:
+            stamp = time
+        points.append(Point("p1_mbus", tags, {name: scaled(reading.value, factor)}, stamp))
     return points
 
 
@@ -83,7 +87,6 @@ def telegram_points(
 ) -> list[Point]:
     """All points for one accepted telegram; `fields` from `telegram_fields` plus derived values.
     `time` stands in when the meter sends no clock."""
-    main = Point(
-        "p1", {"meter": meter}, {**fields, "repaired": repaired}, telegram.meter_time or time
-    )
-    return [main, *mbus_points(telegram, meter), *billing_points(telegram, meter)]
+    stamp = telegram.meter_time or time
+    main = Point("p1", {"meter": meter}, {**fields, "repaired": repaired}, stamp)
+    return [main, *mbus_points(telegram, meter, stamp), *billing_points(telegram, meter)]

@@ -2,16 +2,26 @@
 
 The I/O shell around the pipeline: opens files (gzip detected by content, `-` for stdin), feeds
 them through one MeterPipeline, writes the chosen format and keeps the summary.
+
+No point is written without a time. A telegram is stamped with its meter's clock; a meter
+without a usable one (DSMR 2.2/3, EasyMeter, a clock never set) gets, in this order, the time
+the agent received it (the raw capture's `.times` file), `--start` plus `--interval` per
+telegram, or a terminal log's own start (PuTTY's header, in the meter's zone) plus
+`--interval`. With none of these, replay refuses with one line instead of writing points that
+InfluxDB would stamp with the minute of the import.
 """
 
 from __future__ import annotations
 
+import bisect
 import gzip
 import io
+import re
 import sys
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
@@ -20,6 +30,8 @@ from agent.pipeline import MeterPipeline, Result
 from agent.points import telegram_points
 from agent.sinks import jsonl, lineprotocol
 from agent.sinks.csv import CsvWriter
+from agent.sinks.rawcapture import packed_size, read_times
+from agent.telegram import MeterZone
 
 CHUNK = 1 << 20
 FORMATS = ("csv", "jsonl", "line-protocol")
@@ -53,6 +65,7 @@ class Summary:
     reasons: dict[str, int] = field(default_factory=dict)
     peaks: dict[str, Peak] = field(default_factory=dict)
     diagnosis: str | None = None  # what the link diagnosis says at the end, when not ok
+    damaged: list[str] = field(default_factory=list)  # inputs that could not be read to the end
 
     def add(self, result: Result) -> None:
         self.telegrams += 1
@@ -97,7 +110,98 @@ class Summary:
             out.append(f"highest {name}: {peak.value} at {when}")
         if self.diagnosis is not None:
             out.append(f"link: {self.diagnosis}")
-        return out
+        return out + [f"error: {damage}" for damage in self.damaged]
+
+
+# PuTTY starts every session's log with this line, in the local time of the logging computer.
+_PUTTY = re.compile(rb"=~=~=~=~=~=~=~=~=~=~=~= PuTTY log (\d{4}\.\d\d\.\d\d \d\d:\d\d:\d\d) =~=")
+
+
+@dataclass(slots=True)
+class TimeOptions:
+    """Where times come from for meters without a usable clock (see the module's docstring)."""
+
+    start: datetime | None = None
+    interval: float | None = None  # seconds between telegrams
+
+
+@dataclass(slots=True)
+class _Origin:
+    """From this stream offset on, telegrams are counted from `time` every `interval`."""
+
+    offset: int
+    time: datetime
+    source: str  # `start` or `log`
+    count: int = 0
+
+
+class Timeline:
+    """Times for telegrams without a meter clock, in one run over all input files.
+
+    Offsets are the pipeline's stream offsets (a frame's first byte); each file says where it
+    starts (`begin_file`), its receive-time marks and the log headers seen in it."""
+
+    def __init__(self, options: TimeOptions, zone: MeterZone) -> None:
+        self.options = options
+        self.zone = zone
+        self._marks: list[tuple[int, float]] = []
+        self._file = "-"
+        self._origins: list[_Origin] = []
+        self._tail = b""  # the end of the previous chunk, for a header cut in two
+        if options.start is not None:
+            self._origins.append(_Origin(0, options.start.astimezone(UTC), "start"))
+
+    def begin_file(self, path: str, base: int, skipped: int) -> None:
+        """A new input file starts at stream offset `base`; its receive times, if any, from
+        file offset `skipped` on (the gzipped part of a day already counted)."""
+        self._file = path
+        self._tail = b""
+        self._base = base - skipped
+        marks = read_times(Path(path)) if path != "-" else []
+        self._marks = [(self._base + offset, when) for offset, when in marks]
+        self._mark_offsets = [offset for offset, _ in self._marks]
+
+    def scan(self, chunk: bytes, offset: int) -> None:
+        """Notice PuTTY log headers in a chunk starting at stream offset `offset`."""
+        if self.options.start is not None:
+            return  # an explicit start beats the log's own
+        data = self._tail + chunk
+        for match in _PUTTY.finditer(data):
+            local = datetime.strptime(match.group(1).decode(), "%Y.%m.%d %H:%M:%S")
+            when = local.replace(tzinfo=self.zone.zone).astimezone(UTC)
+            at = offset - len(self._tail) + match.start()
+            if not self._origins or at > self._origins[-1].offset:
+                self._origins.append(_Origin(at, when, "log"))
+        self._tail = data[-100:]
+
+    def time(self, result: Result, required: bool = True) -> tuple[datetime, str] | None:
+        """The time and its source for a telegram without a usable meter clock. When none is
+        known: ValueError if the output needs one (points, CSV rows), else None (JSONL)."""
+        offset = result.frame.offset
+        at = bisect.bisect_right(self._mark_offsets, offset + len(result.frame.text) - 1)
+        local = self.zone.zone  # CSV shows the meter's local time, as for meter clocks
+        if at:
+            # Second precision, as every point is written.
+            when = datetime.fromtimestamp(int(self._marks[at - 1][1]), local)
+            return when, "received"
+        origin = next((o for o in reversed(self._origins) if o.offset <= offset), None)
+        interval = self.options.interval
+        if origin is not None and interval is not None:
+            origin.count += 1
+            when = origin.time + timedelta(seconds=interval * (origin.count - 1))
+            return when.astimezone(local), origin.source
+        if not required:
+            return None
+        where = f"{self._file}: the telegram at byte {max(offset - self._base, 0)}"
+        if origin is not None:
+            raise ValueError(
+                f"{where} has no usable meter clock; give --interval SECONDS "
+                "(the time between telegrams) to count from the log's start"
+            )
+        raise ValueError(
+            f"{where} has no usable meter clock and the file no receive times "
+            "(a raw capture's .times file): give --start TIME and --interval SECONDS"
+        )
 
 
 def _open(path: str) -> tuple[BinaryIO, BinaryIO]:
@@ -113,20 +217,32 @@ def _open(path: str) -> tuple[BinaryIO, BinaryIO]:
 
 def _chunks(
     paths: list[str], summary: Summary, progress: Callable[[int], None]
-) -> Iterator[bytes | None]:
-    """Chunks of all inputs; None marks the end of one file."""
+) -> Iterator[bytes | str | None]:
+    """For each input its path, then its chunks; None marks the end of one file."""
     for path in paths:
         stream, raw = _open(path)
         summary.files += 1
+        yield path
         position = 0
+        done = 0
+        # read1: a damaged gzip keeps what it decompressed before the damage.
+        read = stream.read1 if isinstance(stream, gzip.GzipFile) else stream.read
         try:
-            while chunk := stream.read(CHUNK):
+            while chunk := read(CHUNK):
                 summary.bytes_read += len(chunk)
+                done += len(chunk)
                 yield chunk
                 if raw is not sys.stdin.buffer:
                     now = raw.tell()
                     progress(now - position)
                     position = now
+        except (EOFError, OSError, zlib.error) as exc:
+            reason = (
+                "it ends early" if isinstance(exc, EOFError) else str(exc) or type(exc).__name__
+            )
+            summary.damaged.append(
+                f"{path}: damaged after {done} bytes ({reason}); the telegrams before were written"
+            )
         finally:
             if raw is not sys.stdin.buffer:
                 stream.close()
@@ -140,17 +256,19 @@ class _Output:
         self.out = out
         self.csv = CsvWriter(out) if fmt == "csv" else None
 
-    def write(self, result: Result) -> None:
+    def write(self, result: Result, time: tuple[datetime, str] | None) -> None:
+        """`time`: the stand-in for a telegram without a meter clock, and where it came from."""
         if self.csv is not None:
-            self.csv.write(result)
+            self.csv.write(result, time)
         elif self.fmt == "jsonl":
-            self.out.write(jsonl.dumps(result) + "\n")
+            self.out.write(jsonl.dumps(result, time) + "\n")
         elif result.telegram is not None:
             points = telegram_points(
                 result.telegram,
                 meter=result.telegram.meter,
                 fields=result.fields,
                 repaired=result.status == "repaired",
+                time=time[0] if time is not None else None,
             )
             for line in lineprotocol.encode_all(points):
                 self.out.write(line + "\n")
@@ -167,15 +285,27 @@ def replay(
     out: TextIO,
     pipeline: MeterPipeline,
     progress: Callable[[int], None] = lambda n: None,
+    times: TimeOptions | None = None,
 ) -> Summary:
     summary = Summary()
     output = _Output(fmt, out)
     link = LinkDiagnosis()
+    timeline = Timeline(times or TimeOptions(), pipeline.decoder.zone)
     for chunk in _chunks(paths, summary, progress):
+        if isinstance(chunk, str):
+            skipped = packed_size(Path(chunk)) if chunk != "-" else 0
+            timeline.begin_file(chunk, pipeline.framer.bytes_in, skipped)
+            continue
+        if chunk is not None:
+            timeline.scan(chunk, pipeline.framer.bytes_in)
         results = pipeline.feed(chunk) if chunk is not None else pipeline.close()
         for result in results:
             summary.add(result)
-            output.write(result)
+            telegram = result.telegram
+            stamp = None
+            if telegram is not None and telegram.meter_time is None:
+                stamp = timeline.time(result, required=fmt != "jsonl")
+            output.write(result, stamp)
         link.update(
             results,
             bytes_in=pipeline.framer.bytes_in,

@@ -3,17 +3,21 @@
 One reader thread per source feeds its own MeterPipeline. An accepted telegram's points are
 committed to the spool before they count as accepted; the deliverer thread drains the spool into
 InfluxDB and deletes points only once the server acknowledged them. Without an InfluxDB the spool
-is the embedded store. SIGTERM/SIGINT stop the readers, commit what they hold and exit 0.
+is the embedded store. SIGTERM/SIGINT/SIGHUP stop the readers, commit what they hold and exit 0.
+One agent per data directory: it holds a lock on DATA_DIR/lock for as long as it runs.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import signal
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 
 import structlog
@@ -28,9 +32,9 @@ from agent.redact import mask_url
 from agent.sinks import lineprotocol
 from agent.sinks.influx import KINDS, make_writer
 from agent.sinks.noiselog import NoiseLog
-from agent.sinks.prometheus import MeterState, Metrics, serve
+from agent.sinks.prometheus import Health, MeterState, Metrics, serve, url_host
 from agent.sinks.rawcapture import RawCapture
-from agent.sinks.spool import Spool, SpoolError
+from agent.sinks.spool import SpoolError, open_store
 from agent.sources import Source, open_source
 from agent.telegram import MeterZone
 
@@ -39,6 +43,58 @@ log = structlog.get_logger("p1-agent")
 # Telegrams a reader holds while the spool cannot be written (disk full): about 3 hours of a
 # meter sending every second, a day of one sending every 10 s; beyond that the oldest go.
 PENDING_LIMIT = 10_000
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # SIGHUP's default kills mid-write
+
+
+class DataDirInUse(ValueError):
+    """Another agent holds the data directory; one line for the user."""
+
+
+class DataDirLock:
+    """An exclusive flock on DATA_DIR/lock while the agent runs: two agents on one directory
+    would evict each other's rows and deliver each other's points. The kernel releases it when
+    the process ends, however it ends."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / "lock"
+        self._fd = -1
+        self._identity = (0, 0)
+        self._take()
+
+    def _take(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise DataDirInUse(
+                f"data directory {self.path.parent} is in use by another agent"
+                + (f" (pid {holder})" if holder.isdigit() else "")
+                + "; stop it, or give this one its own --data-dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        stat = os.fstat(fd)
+        self._fd, self._identity = fd, (stat.st_dev, stat.st_ino)
+
+    def check(self) -> None:
+        """Lock anew if the file went (the directory deleted): else a second agent could start."""
+        try:
+            stat = os.stat(self.path)
+            if (stat.st_dev, stat.st_ino) == self._identity:
+                return
+        except FileNotFoundError:
+            pass
+        old = self._fd
+        self._take()
+        os.close(old)
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 class Reader:
@@ -51,13 +107,19 @@ class Reader:
         self.meter = name or source.name
         self.pipeline = MeterPipeline(zone=agent.zone, max_frame=agent.settings.max_frame)
         self.raw = (
-            RawCapture(agent.settings.data_dir, name or source.name)
+            RawCapture(
+                agent.settings.data_dir,
+                name or source.name,
+                max_age=agent.settings.raw_capture_max_age,
+            )
             if agent.settings.raw_capture
             else None
         )
         self.pending: deque[tuple[str, float, list[str]]] = deque()
+        agent.metrics.add_source(source.name)
         self.hint_shown: str | None = None
         self.diagnosis = LinkDiagnosis()
+        self.down_since: float | None = time.monotonic()  # None while the source is connected
 
     @property
     def state(self) -> MeterState:
@@ -100,6 +162,7 @@ class Reader:
             if self.pending:
                 self._flush_pending()
             self.sync_state()
+            agent.metrics.expire(self.source.name, time.monotonic(), keep=self.meter)
             if data is None:
                 log.info("source ended", source=self.source.name)
                 return
@@ -110,28 +173,39 @@ class Reader:
     def _handle(self, result: Result, now: float) -> None:
         agent = self.agent
         telegram = result.telegram
-        if telegram is not None and self.configured_name is None and telegram.meter != self.meter:
-            # The meter names itself: its equipment identifier labels everything from now on.
-            agent.metrics.meter(self.meter).connected = False
-            agent.metrics.rename(self.meter, telegram.meter)
-            self.meter = telegram.meter
+        name = self.meter  # the `meter` tag of this frame
+        tracked = True  # counted in that meter's metrics (within the source's max_meters)
+        if telegram is not None:
+            name = self.configured_name or telegram.meter
+            tracked = agent.metrics.admit(self.source.name, name, time.monotonic())
+            if tracked and name != self.meter:
+                # The meter names itself: its equipment identifier labels everything from now on.
+                agent.metrics.meter(self.meter).connected = False
+                agent.metrics.rename(self.meter, name)
+                self.meter = name
         meter_time = None
         if telegram is not None:
             points = telegram_points(
                 telegram,
-                meter=self.meter,
+                meter=name,
                 fields=result.fields,
                 repaired=result.status == "repaired",
                 time=datetime.fromtimestamp(now, UTC),  # meters without a clock
             )
-            self.pending.append((self.meter, now, lineprotocol.encode_all(points)))
+            self.pending.append((name, now, lineprotocol.encode_all(points)))
             self._flush_pending()
             self.source.telegram_seen()
             if telegram.meter_time is not None:
                 meter_time = telegram.meter_time.timestamp()
-        agent.metrics.observe(self.meter, result, now, meter_time)
+        if tracked:
+            agent.metrics.observe(self.meter, result, now, meter_time)
+        if result.error is not None:
+            # A bug in the core, not noise: loud, with its traceback (rate-limited like others).
+            log.error(
+                "the core failed on a frame; it is rejected", meter=name, traceback=result.error
+            )
         if result.failure is not None:
-            agent.noise.write(result, self.meter, now)
+            agent.noise.write(result, name, now)
             line = agent.noise_summary.observe(self.meter, result, now)
             if line is not None:
                 log.warning(line.event, **line.fields)
@@ -166,6 +240,10 @@ class Reader:
     def sync_state(self) -> None:
         state = self.state
         state.connected = self.source.connected
+        if self.source.connected:
+            self.down_since = None
+        elif self.down_since is None:
+            self.down_since = time.monotonic()
         state.reconnects = self.source.reconnects
         state.bytes_total = self.source.bytes_total
         state.diagnosis = self.diagnosis.cause
@@ -181,13 +259,31 @@ class Agent:
         self.settings = settings
         self.stop = threading.Event()
         self.failed = threading.Event()  # a reader died of a bug
-        self.metrics = Metrics(settings.fuse_limit)
+        self.metrics = Metrics(
+            settings.fuse_limit, max_meters=settings.max_meters, meter_expiry=settings.meter_expiry
+        )
         self.zone = MeterZone(settings.meter_timezone)
-        self.spool = Spool(
+        self.lock = DataDirLock(settings.data_dir)  # first: nothing else touches the directory
+        try:
+            self._open(settings)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _open(self, settings: Settings) -> None:
+        self.spool, damage = open_store(
             settings.data_dir / "store.sqlite",
             max_bytes=settings.spool_max_bytes,
             max_age=settings.spool_max_age,
         )
+        if damage is not None:
+            log.error(
+                f"the store was damaged ({damage.error}); moved aside to {damage.moved_to}, "
+                f"starting a new one with the {damage.salvaged} points that still read in it"
+                " (`p1-agent export` writes them); the damaged file is kept, for inspection",
+                moved_to=str(damage.moved_to),
+                salvaged=damage.salvaged,
+            )
         self.deliverer = (
             Deliverer(self.spool, make_writer(settings.influx), batch_size=settings.batch_size)
             if settings.influx is not None
@@ -207,14 +303,42 @@ class Agent:
             )
             for s in settings.sources
         ]
-        self.noise = NoiseLog(settings.data_dir)
+        self.noise = NoiseLog(settings.data_dir, max_age=settings.raw_capture_max_age)
         self.noise_summary = NoiseSummary(settings.summary_interval)
         self._threads: list[threading.Thread] = []
         self._deliver_stop = threading.Event()
         self._deliver_thread: threading.Thread | None = None
 
     def healthy(self) -> bool:
-        return not self.stop.is_set() and not self.failed.is_set()
+        return not self.health().dead
+
+    def health(self) -> Health:
+        """For /healthz: what only a restart mends, and trouble outside the process."""
+        dead = []
+        if self.failed.is_set():
+            dead.append("a reader stopped on an unexpected error")
+        elif self.stop.is_set():
+            dead.append("stopping")
+        died = self.deliverer.died if self.deliverer is not None else None
+        if died is not None:
+            dead.append(f"the deliverer stopped ({died}); points stay in the spool")
+        degraded = []
+        now, limit = time.monotonic(), self.settings.read_timeout
+        for reader in self.readers:
+            since = reader.down_since
+            if since is not None and now - since > limit:
+                degraded.append(
+                    f"source {reader.meter} disconnected for {now - since:.0f} s (read timeout "
+                    f"{limit:g} s): {reader.source.last_error or 'not connected yet'}"
+                )
+        refusing = (
+            self.deliverer.refusing(self.settings.influx_degraded_after)
+            if self.deliverer is not None
+            else None
+        )
+        if refusing is not None:
+            degraded.append(refusing)
+        return Health(tuple(dead), tuple(degraded))
 
     def start(self) -> None:
         for reader in self.readers:
@@ -229,6 +353,28 @@ class Agent:
             )
             self._deliver_thread.start()
 
+    def check_store(self) -> None:
+        """Notice the data directory's files deleted or replaced under the running agent."""
+        try:
+            self.lock.check()
+        except (OSError, DataDirInUse) as exc:
+            log.error("cannot lock the data directory again", error=str(exc))
+        spool = self.spool
+        if not spool.replaced():
+            return
+        what = "store" if self.deliverer is None else "spool"
+        try:
+            foreign = spool.rebuild()
+        except SpoolError as exc:
+            log.error(f"the {what} was deleted or replaced; cannot write it anew", error=str(exc))
+            return
+        log.error(
+            f"the {what} {spool.path} was deleted or replaced while the agent ran; written anew"
+            " with the points it held",
+            points=sum(spool.stats(time.time()).depth_by_meter.values()),
+            **({"moved_aside": str(foreign)} if foreign is not None else {}),
+        )
+
     def status_line(self) -> str:
         parts = []
         for name, state in list(self.metrics.meters.items()):
@@ -240,44 +386,54 @@ class Agent:
                 + (f", import {power:.3f} kW" if isinstance(power, float) else "")
             )
         where = "spool" if self.deliverer is not None else "store"
-        return "; ".join(parts) + f"; {where} {sum(self.spool_depths().values())} points"
+        try:
+            depth = str(sum(self.spool_depths().values()))
+        except SpoolError:
+            depth = "unreadable"
+        return "; ".join(parts) + f"; {where} {depth} points"
 
     def spool_depths(self) -> dict[str, int]:
         return self.spool.stats(time.time()).depth_by_meter
 
     def update_metrics(self) -> None:
-        """Once a second: spool and delivery state into the metrics (cheap, read at scrape)."""
+        """Once a second: spool and delivery state into the metrics (cheap, read at scrape).
+        A spool that fails here (disk full) is said and tried again; the readers hold and count
+        what they cannot commit, as with an InfluxDB."""
         now = time.time()
-        stats = self.spool.stats(now)
-        for name in set(stats.depth_by_meter) | set(self.metrics.meters):
-            state = self.metrics.meter(name)
-            state.spool_points = stats.depth_by_meter.get(name, 0)
-            state.spool_oldest_age = stats.oldest_age_by_meter.get(name, 0.0)
+        try:
+            self.check_store()
+            if self.deliverer is None:  # before the depth, so depth and evictions agree
+                self._count_evictions(self.spool.enforce(now))
+            stats = self.spool.stats(now)
+            # Only meters with metrics: the spool also holds those over a source's max_meters.
+            for name, state in self.metrics.states():
+                state.spool_points = stats.depth_by_meter.get(name, 0)
+                state.spool_oldest_age = stats.oldest_age_by_meter.get(name, 0.0)
+        except SpoolError as exc:
+            log.error("cannot read or bound the spool; trying again", error=str(exc))
         if self.deliverer is None:
-            self._count_evictions(self.spool.enforce(now))
             return
         delivered = self.deliverer.stats
+        # Taken, not copied: counts by meter would otherwise grow with every meter ever named.
         with delivered.lock:
-            written = dict(delivered.written)
-            failures = dict(delivered.failures)
-            refused = dict(delivered.dead_lettered)
-            evicted = dict(delivered.evicted)
-        for name, n in written.items():
-            self.metrics.meter(name).influx_written = n
-        for name in self.metrics.meters:
-            # Every kind from 0, so increase() sees the first failure of each.
-            state = self.metrics.meter(name)
-            for kind in KINDS:
-                state.influx_errors[kind] = failures.get((name, kind), 0)
-        for name, n in refused.items():
-            self.metrics.meter(name).influx_refused = n
-        for (name, reason), n in evicted.items():
-            self.metrics.meter(name).spool_evicted[reason] = n
+            written, delivered.written = delivered.written, Counter()
+            failures, delivered.failures = delivered.failures, Counter()
+            refused, delivered.dead_lettered = delivered.dead_lettered, Counter()
+            evicted, delivered.evicted = delivered.evicted, Counter()
+        for name, state in self.metrics.states():
+            state.influx_written += written[name]
+            state.influx_refused += refused[name]
+            for kind in KINDS:  # every kind from 0, so increase() sees the first failure of each
+                state.influx_errors[kind] += failures[name, kind]
+        self._count_evictions(evicted, say=False)  # the deliverer said it
 
-    def _count_evictions(self, evicted: dict[tuple[str, str], int]) -> None:
+    def _count_evictions(self, evicted: Counter[tuple[str, str]], say: bool = True) -> None:
         for (name, reason), n in evicted.items():
-            self.metrics.meter(name).spool_evicted[reason] += n
-            log.warning("spool bound reached; oldest points dropped", meter=name, reason=reason)
+            state = self.metrics.known(name)
+            if state is not None:
+                state.spool_evicted[reason] += n
+            if say:
+                log.warning("spool bound reached; oldest points dropped", meter=name, reason=reason)
 
     def wait(self) -> None:
         tty = sys.stderr.isatty()
@@ -297,29 +453,35 @@ class Agent:
         if tty:
             sys.stderr.write("\n")
 
-    def shutdown(self) -> None:
-        """Readers first (they commit what they hold), then the deliverer, then the spool."""
+    def shutdown(self) -> str:
+        """Readers first (they commit what they hold), then the deliverer, then the spool. The
+        status line at the end, with what the readers took in while they stopped."""
         self.stop.set()
         for thread in self._threads:
             thread.join(timeout=10)
         self._deliver_stop.set()
         if self._deliver_thread is not None:
             self._deliver_thread.join(timeout=15)
+        summary = self.status_line()
         self.spool.close()
+        self.lock.release()
+        return summary
 
 
 def run(settings: Settings) -> int:
     agent = Agent(settings)
+    stopped_by: list[int] = []
 
     def _stop(signum: int, frame: FrameType | None) -> None:
+        stopped_by.append(signum)  # logged by the main loop: a handler must not take locks
         agent.stop.set()
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _stop)
     try:
-        server = serve(agent.metrics, settings.metrics_host, settings.metrics_port, agent.healthy)
+        server = serve(agent.metrics, settings.metrics_host, settings.metrics_port, agent.health)
     except OSError as exc:
-        address = f"{settings.metrics_host}:{settings.metrics_port}"
+        address = f"{url_host(settings.metrics_host)}:{settings.metrics_port}"
         raise ValueError(f"cannot serve metrics on {address}: {exc.strerror}") from exc
     target = settings.influx
     log.info(
@@ -327,15 +489,16 @@ def run(settings: Settings) -> int:
         sources=[r.source.name for r in agent.readers],
         spool=str(agent.spool.path),
         influx=f"{mask_url(target.url)} ({target.api})" if target else "none (local store only)",
-        metrics=f"http://{settings.metrics_host}:{settings.metrics_port}/metrics",
+        metrics=f"http://{url_host(settings.metrics_host)}:{settings.metrics_port}/metrics",
     )
     if target is not None and not target.verify_tls and target.url.startswith("https"):
         log.warning("TLS certificate verification is off for InfluxDB")
     agent.start()
     agent.wait()
     agent.stop.set()
-    summary = agent.status_line()
-    agent.shutdown()
+    if stopped_by:
+        log.info("stopping", signal=signal.Signals(stopped_by[0]).name)
+    summary = agent.shutdown()
     server.shutdown()
     log.info("stopped", summary=summary)
     return 1 if agent.failed.is_set() else 0

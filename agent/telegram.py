@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from agent.fields import FieldValue, field_for, scaled
+from agent.fields import FieldValue, field_for, scaled, unit_field
 from agent.obis import BILLING_PROFILE_CODES, MBUS_KINDS, Kind, lookup
 
 Value = float | str | list["Reading"] | None
-_Line = tuple[str, "Reading", str | None, FieldValue]
+# (OBIS reference, reading, p1 field name or None, its value, further fields of the line or None)
+_Line = tuple[str, "Reading", str | None, FieldValue, tuple[tuple[str, FieldValue], ...] | None]
+_NO_FIELD = ("", None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,23 @@ class Telegram:
         return self.equipment_id or self.header
 
 
+AUTO_ZONE = "auto"
+DEFAULT_ZONE = "Europe/Amsterdam"
+# Identification lines that name the country for certain: (prefix, model code, zone). The Irish
+# Iskra (`/ISk5\2MIE5T-200`) keeps Irish time whatever its S/W flag says.
+HEADER_ZONES: tuple[tuple[str, str, str], ...] = (("ISK", "MIE", "Europe/Dublin"),)
+# A meter clock before this is a clock never set (`000101010000W`, 2000-01-01), not a time.
+CLOCK_SET_AFTER = datetime(2005, 1, 1, tzinfo=UTC)
+
+
+def header_zone(header: str) -> str | None:
+    """The meter's time zone when its identification line names the country for certain."""
+    for prefix, model, zone in HEADER_ZONES:
+        if header[:3].upper() == prefix and model in header[4:]:
+            return zone
+    return None
+
+
 class MeterZone:
     """How a meter's local clock maps to UTC.
 
@@ -61,9 +80,15 @@ class MeterZone:
     whatever their flag says); the S (summer) / W (winter) flag decides only the repeated autumn
     hour, which the rules alone cannot. Timestamps without a flag (DSMR 2.2/3 gas) take the first
     occurrence.
+
+    `auto` (the default setting) is CET rules, except for meters whose identification line says
+    for certain which country they serve (`HEADER_ZONES`): the decoder picks their zone itself.
     """
 
-    def __init__(self, name: str = "Europe/Amsterdam") -> None:
+    def __init__(self, name: str = AUTO_ZONE) -> None:
+        self.auto = name == AUTO_ZONE
+        if self.auto:
+            name = DEFAULT_ZONE
         try:
             self.zone = ZoneInfo(name)
         except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -81,10 +106,11 @@ class MeterZone:
     def parse(self, text: str) -> datetime:
         """`YYMMDDhhmmss` and an optional `S`/`W` flag → aware datetime; ValueError if invalid."""
         if len(text) == 13:
+            # Some Landis+Gyr E350 write the flag of the gas capture time in lowercase.
             flag = text[12]
-            if flag not in ("S", "W"):
+            if flag not in ("S", "W", "s", "w"):
                 raise ValueError(text)
-            fold = 1 if flag == "W" else 0
+            fold = 1 if flag in ("W", "w") else 0
         elif len(text) == 12:
             fold = 0
         else:
@@ -119,9 +145,14 @@ def _decimal(text: bytes) -> bool:
 
 def _number(text: str) -> Reading:
     value, star, unit = text.partition("*")
-    if _decimal(value.encode("latin-1")):
+    if _decimal(value.encode("latin-1")) and len(value) <= _MAX_DIGITS:
         return Reading(float(value), unit if star else None)
     return Reading(None, unit if star else None, raw=text)
+
+
+# More digits than any register has: a float would round them, or become inf, which InfluxDB
+# refuses along with the whole point.
+_MAX_DIGITS = 24
 
 
 def _hex_text(text: str) -> str:
@@ -138,9 +169,19 @@ def _hex_text(text: str) -> str:
 
 _IDENTIFIERS = tuple(
     code + suffix
-    for code in ("0-0:96.1.1", "0-0:96.1.0", "0-0:96.1.255", "1-0:0.0.0", "0-0:42.0.0")
+    for code in (
+        "0-0:96.1.1",
+        "0-0:96.1.0",
+        "0-0:96.1.255",
+        "1-0:0.0.0",
+        "0-0:42.0.0",
+        "0-0:0.0.0",
+        "0-0:96.1.2",
+    )
     for suffix in ("", "*255")
 )
+# Anonymised or unset identifiers: `0000…`, or hex that decodes to spaces.
+_BLANK = " 0\x00"
 
 
 class Decoder:
@@ -155,8 +196,11 @@ class Decoder:
 
     def __init__(self, zone: MeterZone | None = None) -> None:
         self.zone = zone or MeterZone()
-        # line → (OBIS reference, reading, p1 field name or None, field value)
-        self._cache: dict[bytes, _Line] = {}
+        self._auto = self.zone.auto
+        self._zones = {self.zone.name: self.zone}
+        # Whole decoded lines hold times in the zone they were decoded in: one cache per zone.
+        self._caches: dict[str, dict[bytes, _Line]] = {self.zone.name: {}}
+        self._cache = self._caches[self.zone.name]
         self._codes: dict[bytes, tuple[str, Kind | None]] = {}
         self._targets: dict[tuple[str, str | None], tuple[str, int] | None] = {}
         self._idents: dict[str, str] = {}
@@ -171,10 +215,27 @@ class Decoder:
                 self._idents[text] = decoded
         return decoded
 
+    def _use_zone(self, header: str) -> None:
+        name = header_zone(header) or DEFAULT_ZONE
+        if name != self.zone.name:
+            if name not in self._zones:
+                self._zones[name] = MeterZone(name)
+                self._caches[name] = {}
+            self.zone = self._zones[name]
+            self._cache = self._caches[name]
+
+    def _identifier(self, text: str) -> str | None:
+        """An identifier as the meter means it, or None when it is blank: zeros (`0000…`, an
+        anonymised or absent device) or hex that decodes to spaces identify nothing."""
+        name = self._hex_text(text)
+        return name if name.strip(_BLANK) else None
+
     def decode(self, body: bytes) -> Telegram:
         """Decode a frame body (`/` … `!`, CRLF line ends). Never raises on odd content."""
         lines = body.split(b"\r\n")
         header = lines[0][1:].decode("latin-1") if lines[0][:1] == b"/" else ""
+        if self._auto:
+            self._use_zone(header)
         readings: dict[str, Reading] = {}
         fields: dict[str, FieldValue] = {}
         telegram = Telegram(header=header, readings=readings, fields=fields)
@@ -201,10 +262,12 @@ class Decoder:
                     telegram.unknown_lines.append(line.decode("latin-1"))
                     continue
                 cache[line] = hit
-            obis, reading, name, value = hit
+            obis, reading, name, value, extra = hit
             readings[obis] = reading
             if name is not None:
                 fields[name] = value
+                if extra is not None:
+                    fields.update(extra)
                 continue
             others.append(obis)
             if obis[4:] == "24.3.0":
@@ -218,14 +281,19 @@ class Decoder:
             return None
         value_b, _, unit_b = rest[:-1].partition(b"*")
         known = self._numbers.get((obis_b, unit_b))
-        if known is not None and b"(" not in unit_b and _decimal(value_b):
+        if (
+            known is not None
+            and b"(" not in unit_b
+            and _decimal(value_b)
+            and len(value_b) <= _MAX_DIGITS
+        ):
             # A number line seen before with another value: no text decoding, no lookups.
             obis, unit, name, factor = known
             number = float(value_b)
             reading = Reading(number, unit)
             if name is None:
-                return obis, reading, None, ""
-            return obis, reading, name, number if factor == 1 else scaled(number, factor)
+                return obis, reading, None, "", None
+            return obis, reading, name, number if factor == 1 else scaled(number, factor), None
         code = self._codes.get(obis_b)
         if code is None:
             obis = obis_b.decode("latin-1")
@@ -241,17 +309,13 @@ class Decoder:
             try:
                 reading = self._parse(kind, body.split(")("))
             except (ValueError, IndexError):
-                return obis, Reading(None, raw=body), None, ""
+                return obis, Reading(None, raw=body), None, "", None
         value = reading.value
+        if isinstance(value, list) and kind is Kind.NUMBER:
+            return obis, reading, *self._values(obis, value)
         if value is None or value == "" or isinstance(value, list):
-            return obis, reading, None, ""
-        key = (obis, reading.unit)
-        if key in self._targets:
-            target = self._targets[key]
-        else:
-            target = field_for(obis, reading.unit)
-            if len(self._targets) < self.CACHE_LIMIT:
-                self._targets[key] = target
+            return obis, reading, None, "", None
+        target = self._target(obis, reading.unit)
         if (
             kind is Kind.NUMBER
             and isinstance(value, float)
@@ -259,14 +323,61 @@ class Decoder:
         ):
             self._numbers[(obis_b, unit_b)] = (obis, reading.unit, *(target or (None, 1)))
         if target is None:
-            return obis, reading, None, ""
+            return obis, reading, None, "", None
         name, factor = target
-        return obis, reading, name, scaled(value, factor) if isinstance(value, float) else value
+        if not isinstance(value, float):
+            return obis, reading, name, value, None
+        number = scaled(value, factor)
+        if kind is Kind.SIGNED:
+            return obis, reading, *self._signed(obis, reading.unit, name, number)
+        return obis, reading, name, number, None
+
+    def _target(self, obis: str, unit: str | None) -> tuple[str, int] | None:
+        key = (obis, unit)
+        if key in self._targets:
+            return self._targets[key]
+        target = field_for(obis, unit)
+        if len(self._targets) < self.CACHE_LIMIT:
+            self._targets[key] = target
+        return target
+
+    def _signed(
+        self, obis: str, unit: str | None, name: str, number: float
+    ) -> tuple[str, FieldValue, tuple[tuple[str, FieldValue], ...]]:
+        """A signed power: its magnitude in the import field or the export one, the other 0, so
+        both fields exist in every point whichever way the power flows."""
+        spec = lookup(obis)
+        assert spec is not None and spec.negative is not None
+        opposite, _ = unit_field(spec.negative, unit)
+        return name, max(number, 0.0), ((opposite, max(-number, 0.0)),)
+
+    def _values(
+        self, obis: str, values: list[Reading]
+    ) -> tuple[str | None, FieldValue, tuple[tuple[str, FieldValue], ...] | None]:
+        """A line with several numbers (`1-1:31.4.0(100*A)(-063*A)`): the first under the
+        code's name, the n-th with `_n` before the unit."""
+        pairs: list[tuple[str, FieldValue]] = []
+        for n, entry in enumerate(values, start=1):
+            target = self._target(obis, entry.unit)
+            if target is None or not isinstance(entry.value, float):
+                continue
+            name, factor = target
+            if n > 1:
+                base, _ = self._target(obis, None) or (name, 1)
+                name, _ = unit_field(f"{base}_{n}", entry.unit)
+            pairs.append((name, scaled(entry.value, factor)))
+        if not pairs:
+            return None, "", None
+        return pairs[0][0], pairs[0][1], tuple(pairs[1:]) or None
 
     def _parse(self, kind: Kind | None, groups: list[str]) -> Reading:
         parse_time = self.zone.parse
         first = groups[0]
         if kind is Kind.NUMBER:
+            if len(groups) > 1:
+                return Reading([_number(g) for g in groups])
+            return _number(first)
+        if kind is Kind.SIGNED:
             return _number(first)
         if kind is Kind.TIMESTAMP:
             return Reading(None, time=parse_time(first)) if first else Reading(None)
@@ -286,22 +397,29 @@ class Decoder:
             # (ts)(00)(60)(1)(0-n:24.2.1)(unit); the value follows on the next line.
             return Reading(None, groups[5] or None, parse_time(first))
         if kind is Kind.EVENT_LOG:
+            # (count)(0-0:96.7.19)(end)(duration*s)…: entries with a placeholder end
+            # (`000101000001W`) or a duration without unit (`(23)`) are kept as written.
             count = int(first or "0")
-            events = [
-                Reading(_number(groups[i + 1]).value, "s", parse_time(groups[i]))
-                for i in range(2, 2 + 2 * count, 2)
-            ]
+            events = []
+            for i in range(2, min(2 + 2 * count, len(groups) - 1), 2):
+                duration = _number(groups[i + 1])
+                events.append(
+                    Reading(duration.value, duration.unit, self.zone.parse_optional(groups[i]))
+                )
             return Reading(events)
         if kind is Kind.PROFILE:
             return self._profile(groups)
-        # Unknown code: one numeric-looking value becomes a number, anything else is kept as text.
+        # Unknown code: the type must not depend on the characters of one reading (a hex
+        # counter reads `00104443` one second, `02FAB8BF` the next, and InfluxDB refuses a field
+        # that changes type), so only a value with a unit is a number; anything else is text.
         if len(groups) == 1:
-            reading = _number(first)
-            return reading if reading.raw is None else Reading(first)
+            return _number(first) if "*" in first else Reading(first)
         return Reading([Reading(g) for g in groups])
 
     def _profile(self, groups: list[str]) -> Reading:
         parse_time = self.zone.parse
+        if len(groups) == 1:
+            return Reading([])  # `0-0:98.1.0(12)`: a count without entries (Swiss Sagemcom)
         if len(groups) >= 3 and groups[1] == "1-0:1.6.0":
             # Belgian monthly peaks: (n)(1-0:1.6.0)(1-0:1.6.0), then n × (start)(peak time)(kW).
             count = int(groups[0])
@@ -326,13 +444,16 @@ class Decoder:
     def _finish(self, telegram: Telegram, others: list[str]) -> None:
         readings = telegram.readings
         stamp = readings.get("0-0:1.0.0")
-        telegram.meter_time = stamp.time if stamp is not None else None
+        if stamp is not None and stamp.time is not None and stamp.time >= CLOCK_SET_AFTER:
+            telegram.meter_time = stamp.time
         # Luxembourg's Smarty names itself by its logical device name only.
         for code in _IDENTIFIERS:
             ident = readings.get(code)
-            if ident is not None and isinstance(ident.value, str) and ident.value.strip("0"):
-                telegram.equipment_id = self._hex_text(ident.value)
-                break
+            if ident is not None and isinstance(ident.value, str):
+                name = self._identifier(ident.value)
+                if name is not None:
+                    telegram.equipment_id = name
+                    break
         devices: dict[int, MbusDevice] = {}
         for obis in others:
             if obis[:2] != "0-" or obis[2:3] not in ("1", "2", "3", "4") or obis[3:4] != ":":
@@ -346,7 +467,10 @@ class Decoder:
             if code == "24.1.0" and isinstance(reading.value, float):
                 device.device_type = int(reading.value)
             elif code in ("96.1.0", "96.1.1") and isinstance(reading.value, str):
-                device.equipment_id = self._hex_text(reading.value) or None
+                device.equipment_id = self._identifier(reading.value)
+            elif code == "96.1.2" and isinstance(reading.value, str) and not device.equipment_id:
+                # Belgian e-MUCS 2.x: the serial, the name when no 96.1.0/96.1.1 gives one.
+                device.equipment_id = self._identifier(reading.value)
             elif code in ("24.2.1", "24.2.3", "24.3.0"):
                 device.reading = reading
         # DSMR 2.2/3 gas meters do not announce a device type in every telegram variant.

@@ -40,7 +40,7 @@ from bench_repair import CHUNK, Line, Matcher, ModeRun, counts, merged_run, pct,
 from benchenv import header, log
 
 from agent.noise import NoisyChannel, bad_line_rates
-from agent.simulate import FLAVOURS, SimulatedMeter
+from agent.simulate import MEASURED_FLAVOURS, SimulatedMeter
 
 TARGET = 100_000  # damaged telegrams per flavour by default
 SEGMENT = 2_000  # damaged telegrams per meter stream by default
@@ -135,7 +135,9 @@ def run_all(todo: list[Segment], jobs: int) -> list[Outcome]:
     """Every stream, `jobs` at a time, with progress on stderr; in `todo` order."""
     done: list[Outcome] = []
     began = time.monotonic()
-    totals = {flavour: sum(1 for s in todo if s.flavour == flavour) for flavour in FLAVOURS}
+    totals = {
+        flavour: sum(1 for s in todo if s.flavour == flavour) for flavour in MEASURED_FLAVOURS
+    }
     with multiprocessing.Pool(jobs) as pool:
         for outcome in pool.imap_unordered(run_segment, todo):
             done.append(outcome)
@@ -200,7 +202,7 @@ def table(flavour: str, outcomes: list[Outcome]) -> tuple[str, ModeRun]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
-    parser.add_argument("--flavour", choices=(*FLAVOURS, "both"), default="both")
+    parser.add_argument("--flavour", choices=(*MEASURED_FLAVOURS, "both"), default="both")
     parser.add_argument(
         "--damaged",
         type=int,
@@ -230,7 +232,7 @@ def main() -> int:
     damaged, per_segment = QUICK if args.quick else (args.damaged, args.segment)
     if min(damaged, per_segment, args.jobs) < 1:
         parser.error("--damaged, --segment and --jobs must be at least 1")
-    flavours = FLAVOURS if args.flavour == "both" else (args.flavour,)
+    flavours = MEASURED_FLAVOURS if args.flavour == "both" else (args.flavour,)
     todo = [s for flavour in flavours for s in segments(flavour, damaged, per_segment, args.seed)]
     outcomes = run_all(todo, args.jobs)
 

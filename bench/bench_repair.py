@@ -48,7 +48,7 @@ from benchenv import header, log
 
 from agent.noise import MODES, applicable_modes, corrupt
 from agent.pipeline import MeterPipeline, Result
-from agent.simulate import FLAVOURS, SimulatedMeter
+from agent.simulate import MEASURED_FLAVOURS, SimulatedMeter
 
 WARMUP = 20  # clean telegrams before the first corrupted one
 WINDOW = 256  # recent originals kept for matching accepted frames by meter time
@@ -294,7 +294,7 @@ def default_per_mode(modes: int) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
-    parser.add_argument("--flavour", choices=(*FLAVOURS, "both"), default="both")
+    parser.add_argument("--flavour", choices=(*MEASURED_FLAVOURS, "both"), default="both")
     parser.add_argument(
         "--per-mode",
         type=int,
@@ -313,7 +313,7 @@ def main() -> int:
         unknown = [m for m in chosen if m not in MODES]
         if unknown:
             parser.error(f"unknown modes {', '.join(unknown)} (choose from {', '.join(MODES)})")
-    flavours = FLAVOURS if args.flavour == "both" else (args.flavour,)
+    flavours = MEASURED_FLAVOURS if args.flavour == "both" else (args.flavour,)
 
     tables = []
     failed = False

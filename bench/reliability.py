@@ -30,6 +30,13 @@ from benchenv import REPO, code_version, cpu_model
 FAULTS = "tests/test_faults.py"
 FUZZ = "tests/test_fuzz.py"
 SECURITY = "tests/test_security.py"
+# The adversarial pass of issue 12: a hostile network, a careless config, a bad day.
+HARDENING = (
+    "tests/test_hardening_network.py",
+    "tests/test_hardening_local.py",
+    "tests/test_hardening_replay.py",
+    "tests/test_hardening_bounds.py",
+)
 # Checks of the security list that live with the code they check.
 ELSEWHERE = {
     "tests/test_spool.py::test_file_is_private_from_the_start": (
@@ -121,6 +128,9 @@ def _table(header: Iterable[str], rows: Iterable[Iterable[object]]) -> list[str]
 def report(records: list[dict[str, Any]], outcomes: Outcomes, took: float) -> str:
     faults = [r for r in records if r["kind"] == "fault"]
     fuzz = [r for r in records if r["kind"] == "fuzz"]
+    hardening = sorted(
+        (r for r in records if r["kind"] == "hardening"), key=lambda r: (r["item"], r["checked"])
+    )
     machine = f"nproc {len(os.sched_getaffinity(0))}, {cpu_model()}, Linux {platform.release()}"
     out = [
         "# Reliability",
@@ -219,13 +229,25 @@ def report(records: list[dict[str, Any]], outcomes: Outcomes, took: float) -> st
     for r in fuzz:
         out += [
             f"- atheris (`fuzz/fuzz_pipeline.py`, libFuzzer, coverage-guided) over"
-            f" `MeterPipeline.feed` in chunks, seeded with {r['seeds']} telegrams (the real"
-            " ones in `shared/data/telegrams` and two simulated): "
+            f" `MeterPipeline.feed` in chunks, seeded with {r['seeds']} telegrams (one of each"
+            " simulated flavour): "
             f"{r['runs']:,} inputs in {r['seconds']} s ({r['per_second']:,}/s),"
             f" {r['new_units']} new corpus entries, coverage {r['coverage']} edges /"
             f" {r['features']} features, peak RSS {r['peak_rss_mb']} MiB,"
             f" crashes: {', '.join(r['crashes']) or 'none'}.",
         ]
+    out += [
+        "",
+        "## Hardening",
+        "",
+        "What a hostile peer, a careless configuration and a bad day did to the agent before",
+        "each fix, and what the test measures now (item numbers as in the issue that found them).",
+        "",
+    ]
+    hardening_rows = [
+        [r["item"], r["checked"], r["figure"], outcomes.of(r["test"])] for r in hardening
+    ]
+    out += _table(["Item", "Checked", "Measured", "Result"], hardening_rows)
     out += ["", "## Security", ""]
     security_rows = [
         [what, f"`{SECURITY}::{name}`", outcomes.of(f"{SECURITY}::{name}")]
@@ -248,7 +270,7 @@ def main() -> int:
         outcomes = Outcomes()
         started = time.monotonic()
         status = pytest.main(
-            [FAULTS, FUZZ, SECURITY, *ELSEWHERE, "-p", "no:cacheprovider", *extra],
+            [FAULTS, FUZZ, SECURITY, *HARDENING, *ELSEWHERE, "-p", "no:cacheprovider", *extra],
             plugins=[outcomes],
         )
         took = time.monotonic() - started

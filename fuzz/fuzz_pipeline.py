@@ -3,8 +3,8 @@
     python fuzz/fuzz_pipeline.py --write-seeds CORPUS_DIR [TELEGRAM_FILE...]
     python fuzz/fuzz_pipeline.py CORPUS_DIR [libFuzzer options, e.g. -max_total_time=60]
 
-The first command seeds the corpus with the given real telegrams (shared/data/telegrams/*.txt)
-and the third telegram of each simulated meter; libFuzzer mutates them. The first byte of an
+The first command seeds the corpus with the third telegram of every simulated flavour and any
+telegram files given; libFuzzer mutates them. The first byte of an
 input picks how the rest is cut into chunks. An input whose identification line is that of a
 seed with a clock is fed after two clean telegrams of that meter 20 and 10 s earlier, so the
 meter's profile is ready and damaged frames go through the repair engine (and its plausibility
@@ -26,7 +26,7 @@ import atheris
 with atheris.instrument_imports(include=["agent"]):
     from agent.crc import crc16_arc, crc16_x25
     from agent.pipeline import MeterPipeline, Result
-    from agent.simulate import SimulatedMeter
+    from agent.simulate import FLAVOURS, SimulatedMeter
 
 MAX_FRAME = 4096  # small, so oversized frames are reached too
 
@@ -34,7 +34,7 @@ MAX_FRAME = 4096  # small, so oversized frames are reached too
 def _simulated() -> dict[str, list[bytes]]:
     """Per flavour: two clean telegrams to learn from and the third, a seed to mutate."""
     out = {}
-    for flavour in ("dsmr5", "hu"):
+    for flavour in FLAVOURS:
         meter = SimulatedMeter(flavour, seed=7)
         out[flavour] = [meter.next_telegram() for _ in range(3)]
     return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
-from servers import free_port
+from servers import free_port, http
 
 from agent.pipeline import MeterPipeline, Result
 from agent.points import telegram_points
@@ -25,10 +26,20 @@ class AgentProcess:
     proc: subprocess.Popen[bytes]
     port: int
     data_dir: Path
+    host: str = "127.0.0.1"  # where its metrics listen: [::1], or "::" for every interface
+
+    def url(self, path: str) -> str:
+        """The agent's `path` (`/healthz`), asked over loopback when it listens everywhere."""
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}{path}"
+
+    def get(self, path: str, timeout: float = 5.0) -> tuple[int, str]:
+        """Status and text of a GET, whatever the status."""
+        status, body = http("GET", self.url(path), timeout=timeout)
+        return status, body.decode()
 
     def scrape(self) -> str:
-        url = f"http://127.0.0.1:{self.port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(self.url("/metrics"), timeout=5) as response:
             return str(response.read().decode())
 
     def samples(self, name: str) -> dict[tuple[tuple[str, str], ...], float]:
@@ -65,13 +76,28 @@ def start_agent(
     *args: str,
     env: dict[str, str] | None = None,
     prefix: Sequence[str] = (),
+    metrics_host: str = "127.0.0.1",
 ) -> AgentProcess:
     """`prefix` runs the agent through another command (one that ends by exec'ing it)."""
+    agent = spawn_agent(data_dir, *args, env=env, prefix=prefix, metrics_host=metrics_host)
+    wait_for(lambda: agent.scrape() is not None, what="the agent's /metrics", proc=agent.proc)
+    return agent
+
+
+def spawn_agent(
+    data_dir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    prefix: Sequence[str] = (),
+    metrics_host: str = "127.0.0.1",
+) -> AgentProcess:
+    """The agent's process, not waiting for it to serve (as for one that must refuse to start)."""
     port = free_port()
+    address = f"[{metrics_host}]" if ":" in metrics_host else metrics_host
     full_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("P1_")},
         "P1_DATA_DIR": str(data_dir),
-        "P1_METRICS_ADDRESS": f"127.0.0.1:{port}",
+        "P1_METRICS_ADDRESS": f"{address}:{port}",
         **(env or {}),
     }
     proc = subprocess.Popen(
@@ -80,9 +106,35 @@ def start_agent(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    agent = AgentProcess(proc, port, data_dir)
-    wait_for(lambda: agent.scrape() is not None, what="the agent's /metrics", proc=proc)
-    return agent
+    return AgentProcess(proc, port, data_dir, metrics_host)
+
+
+def stop_cleanly(agent: AgentProcess) -> str:
+    """SIGTERM; the agent must exit 0 without a traceback. Its log."""
+    log = agent.stop()
+    assert agent.proc.returncode == 0, log
+    assert "Traceback" not in log, log
+    return log
+
+
+def run_cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    prefix: Sequence[str] = (),
+    stdin: bytes | None = None,
+    timeout: float = 60.0,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    """`p1-agent ARGS` run to its end, with no P1_* variable but those in `env`."""
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "agent.cli", *args],
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("P1_")}, **(env or {})},
+        input=stdin,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+        cwd=cwd,
+    )
 
 
 def wait_for(
@@ -104,6 +156,12 @@ def wait_for(
             last_error = exc
         time.sleep(0.1)
     raise AssertionError(f"{what} not reached in {timeout} s (last error: {last_error})")
+
+
+def store_lines(data_dir: Path) -> list[str]:
+    """The line protocol in an agent's store (or spool), oldest first."""
+    with sqlite3.connect(data_dir / "store.sqlite") as db:
+        return [line for (line,) in db.execute("SELECT line FROM points ORDER BY id")]
 
 
 def core(data: bytes) -> list[Result]:

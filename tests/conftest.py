@@ -1,7 +1,12 @@
-"""Shared fixtures: the published meter data beside the repository (`../shared/data`)."""
+"""Shared fixtures: the published meter data beside the repository (`../shared/data`).
+
+Every test of that data reaches it through `data_dir` (or a fixture built on it), so where it is
+missing they all skip at one place, folded into one line of pytest's summary; under CI=true,
+where the data is always present, they fail instead."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -9,25 +14,66 @@ from pathlib import Path
 import pytest
 from p1_testkit import reseal, restore_capture_telegram, split_capture
 from servers import require_binary
+from shareddata import DATA_DIR, MISSING
 
 from agent.telegram import Decoder, MeterZone, Telegram
 
-# The repository is at <root>/main and the shared data at <root>/shared, in CI as here.
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 TELEGRAM_DIR = DATA_DIR / "telegrams"
+# Real telegrams of two dozen meter models published by other P1 projects (one per file, except
+# where a file holds a short stream), with their sources and checksum notes in MANIFEST.tsv.
+REALWORLD_DIR = DATA_DIR / "realworld"
+# File names only (empty where the data is missing), to parametrise over at collection.
 TELEGRAM_NAMES = sorted(path.name for path in TELEGRAM_DIR.glob("*.txt"))
+REALWORLD_NAMES = sorted(path.name for path in REALWORLD_DIR.glob("*.txt"))
+
+
+def published(names: list[str]) -> list[str]:
+    """File names to parametrise over. Where the data is missing, one stand-in: the test is
+    collected once and its `data_dir` skips, where an empty parameter set would skip silently."""
+    return names or ["no-published-data"]
+
+
+def require_data() -> Path:
+    """DATA_DIR, or the one skip of every test of the published data (a failure under CI)."""
+    if DATA_DIR.is_dir():
+        return DATA_DIR
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(MISSING, pytrace=False)
+    pytest.skip(MISSING)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport:
+    report: pytest.TestReport = yield
+    # pytest places a fixture's skip at the test that asked for it; placed here, where it is
+    # raised, the short summary folds every test of the missing data into one line.
+    longrepr = report.longrepr
+    if report.skipped and isinstance(longrepr, tuple) and longrepr[2].endswith(MISSING):
+        report.longrepr = (__file__, require_data.__code__.co_firstlineno, longrepr[2])
+    return report
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    # `telegram_name`: every fixture telegram, so a new file is tested (and must be described).
-    if "telegram_name" in metafunc.fixturenames:
-        metafunc.parametrize("telegram_name", TELEGRAM_NAMES)
+    # `telegram_name`: every fixture telegram, so a new file is tested (and must be described);
+    # `realworld_name`: every file of realworld/, likewise. Resolved through `data_dir`.
+    for name, names in (("telegram_name", TELEGRAM_NAMES), ("realworld_name", REALWORLD_NAMES)):
+        if name in metafunc.fixturenames:
+            metafunc.parametrize(name, published(names), indirect=True)
+
+
+@pytest.fixture(scope="session")
+def telegram_name(request: pytest.FixtureRequest, data_dir: Path) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def realworld_name(request: pytest.FixtureRequest, data_dir: Path) -> str:
+    return str(request.param)
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    assert DATA_DIR.is_dir(), f"shared test data not found at {DATA_DIR}"
-    return DATA_DIR
+    return require_data()
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +109,34 @@ def decode_file(read_telegram: Callable[[str], bytes]) -> Callable[..., Telegram
         return Decoder(zone).decode(frames[0].body)
 
     return decode
+
+
+@pytest.fixture(scope="session")
+def realworld_dir(data_dir: Path) -> Path:
+    folder = data_dir / "realworld"
+    assert len(REALWORLD_NAMES) >= 62, f"realworld telegrams not found in {folder}"
+    return folder
+
+
+@pytest.fixture(scope="session")
+def read_realworld(realworld_dir: Path) -> Callable[[str], bytes]:
+    """The exact bytes of one realworld file."""
+
+    def read(name: str) -> bytes:
+        return (realworld_dir / name).read_bytes()
+
+    return read
+
+
+@pytest.fixture(scope="session")
+def realworld_manifest(realworld_dir: Path) -> dict[str, dict[str, str]]:
+    """MANIFEST.tsv: file name → its row (repo, path_or_issue_url, commit, license, notes, …)."""
+    lines = (realworld_dir / "MANIFEST.tsv").read_text(encoding="utf-8").splitlines()
+    columns = lines[0].split("\t")
+    rows = [dict(zip(columns, line.split("\t"), strict=True)) for line in lines[1:] if line]
+    manifest = {row["file"]: row for row in rows}
+    assert len(manifest) == len(rows), "a file is listed twice in MANIFEST.tsv"
+    return manifest
 
 
 @pytest.fixture(scope="session")

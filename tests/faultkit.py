@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import cast
 
 from agentproc import core
-from servers import InfluxDB1, Reply, Request, ScriptedHTTP, require_binary
+from servers import InfluxDB1, RawReply, Reply, Request, ScriptedHTTP, require_binary
 
 from agent.fields import FieldValue
 from agent.noise import NoisyChannel, applicable_modes, spread_rate
@@ -75,6 +75,12 @@ def save_record(kind: str, **fields: object) -> None:
     if path:
         with open(path, "a", encoding="utf-8") as out:
             out.write(json.dumps({"kind": kind, **fields}) + "\n")
+
+
+def record_hardening(nodeid: str, item: int, checked: str, figure: str) -> None:
+    """One row of RELIABILITY.md's hardening table: what was checked and the figure measured
+    (memory held, time to answer, telegrams kept). `nodeid`: `request.node.nodeid`."""
+    save_record("hardening", test=nodeid, item=item, checked=checked, figure=figure)
 
 
 @dataclass
@@ -173,6 +179,7 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     body: bytes = b'{"code": "internal error", "message": "scripted"}'
+    raw: RawReply | None = None  # written instead (a hostile answer); `status` is what it claims
 
 
 class StoringInflux:
@@ -191,7 +198,7 @@ class StoringInflux:
         self.http = ScriptedHTTP(self._respond)
         self.url = self.http.url
 
-    def _respond(self, request: Request) -> Reply:
+    def _respond(self, request: Request) -> Reply | RawReply:
         if not request.path.startswith(("/api/v2/write", "/write")):
             return 404, {}, b'{"code": "not found", "message": "path not found"}'
         lines = [line for line in request.body.decode().split("\n") if line]
@@ -208,6 +215,8 @@ class StoringInflux:
                     key = (point.measurement, tuple(sorted(point.tags.items())), point.time)
                     self.points.setdefault(key, {}).update(point.fields)
                 self.stored_lines += len(lines)
+        if answer.raw is not None:
+            return answer.raw
         time.sleep(answer.delay)
         return answer.status, answer.headers, b"" if answer.status == 204 else answer.body
 

@@ -1,14 +1,17 @@
-"""Helpers shared by the tests: sealing telegrams, restoring the capture, feeding in chunks."""
+"""Helpers shared by the tests: sealing telegrams, simulated telegrams, restoring the capture,
+feeding in chunks."""
 
 from __future__ import annotations
 
 import itertools
 import re
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from agent.crc import FUNCTIONS, CrcKind
 from agent.framing import Frame, Framer
 from agent.pipeline import MeterPipeline, Result
+from agent.simulate import SimulatedMeter
 
 # The capture's owner replaced 7 serial digits with `n` in three places; any 7 digits restore
 # the structure (the same digits everywhere), the checksums then have to be recomputed.
@@ -29,6 +32,12 @@ def reseal(telegram: bytes, kind: CrcKind = CrcKind.ARC) -> bytes:
     """Replace the checksum of a complete CRLF telegram (`/` … `!XXXX\\r\\n`) by a correct one."""
     bang = telegram.rindex(b"!")
     return seal(telegram[: bang + 1], kind)
+
+
+def simulated(flavour: str, count: int = 1, **options: Any) -> list[bytes]:
+    """`count` consecutive telegrams of a simulated meter (agent.simulate) of that flavour."""
+    meter = SimulatedMeter(flavour, **options)
+    return [meter.next_telegram() for _ in range(count)]
 
 
 def split_capture(raw: bytes) -> list[bytes]:

@@ -18,9 +18,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -293,13 +294,20 @@ class Request:
 
 
 Reply = tuple[int, dict[str, str], bytes]
+# An answer written byte by byte by the test (status line, headers, body) to the connection, for
+# what no well-behaved server sends: an endless body, headers trickled for minutes. The connection
+# closes after it; an OSError (the client hung up) ends it quietly.
+RawReply = Callable[[BinaryIO], None]
 
 
 class ScriptedHTTP:
     """A local HTTP server whose answers a test scripts (`respond(request) → status, headers,
-    body`), recording every request; for status handling no real server can be made to show."""
+    body`, or a RawReply), recording every request; for status handling no real server can be
+    made to show."""
 
-    def __init__(self, respond: Callable[[Request], Reply], tls: tuple[Path, Path] | None = None):
+    def __init__(
+        self, respond: Callable[[Request], Reply | RawReply], tls: tuple[Path, Path] | None = None
+    ):
         import http.server
         import ssl
         import threading
@@ -319,7 +327,13 @@ class ScriptedHTTP:
                 headers = {key.title(): value for key, value in self.headers.items()}
                 request = Request(self.command, self.path, headers, body, time.monotonic())
                 owner.requests.append(request)
-                status, headers, reply = owner.respond(request)
+                answer = owner.respond(request)
+                if callable(answer):
+                    self.close_connection = True
+                    with suppress(OSError):
+                        answer(self.wfile)
+                    return
+                status, headers, reply = answer
                 self.send_response(status)
                 for key, value in headers.items():
                     self.send_header(key, value)

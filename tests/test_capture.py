@@ -160,12 +160,27 @@ def test_registers_never_decrease(capture_results: list[Result]) -> None:
     assert imported[0] == 8234.524 and imported[-1] > imported[0]
 
 
-def test_average_power_from_the_second_telegram_on(capture_results: list[Result]) -> None:
-    assert "power_import_avg_kw" not in capture_results[0].fields
-    for previous, result in itertools.pairwise(capture_results):
-        average = result.fields["power_import_avg_kw"]
+def test_average_power_over_windows_the_register_resolves(
+    capture_results: list[Result],
+) -> None:
+    # The register counts whole Wh (three decimals of kWh): an average over one 10-s interval
+    # (8 Wh ± 1 Wh) would be off by an eighth, so a window closes once it moved ten steps.
+    start = capture_results[0]
+    assert "power_import_avg_kw" not in start.fields
+    windows = 0
+    for result in capture_results[1:]:
+        average = result.fields.get("power_import_avg_kw")
+        if average is None:
+            continue
         assert result.derived["power_import_avg_kw"] == average
-        delta = _float(result, "energy_import_kwh") - _float(previous, "energy_import_kwh")
-        assert average == pytest.approx(delta * 360.0, abs=1e-6)
-    # Second telegram: 8234.532 − 8234.524 kWh in 10 s.
-    assert capture_results[1].fields["power_import_avg_kw"] == pytest.approx(2.88)
+        assert result.telegram is not None and start.telegram is not None
+        assert result.telegram.meter_time is not None and start.telegram.meter_time is not None
+        seconds = (result.telegram.meter_time - start.telegram.meter_time).total_seconds()
+        delta = _float(result, "energy_import_kwh") - _float(start, "energy_import_kwh")
+        assert delta >= 10 * 0.001 - 1e-9
+        assert average == pytest.approx(delta * 3600.0 / seconds, abs=1e-6)
+        start = result
+        windows += 1
+    assert windows >= 4
+    # First window: 8234.605 − 8234.524 kWh in 100 s.
+    assert capture_results[10].fields["power_import_avg_kw"] == pytest.approx(2.916)

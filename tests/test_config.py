@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -131,7 +132,7 @@ def test_describe_masks_secrets_and_names_origins() -> None:
     ("flags", "env", "message"),
     [
         ({"metrics_address": "9224"}, {}, "not HOST:PORT"),
-        ({"max_frame": "12"}, {}, "at least 64"),
+        ({"max_frame": "12"}, {}, "from 64 to"),
         ({"log_level": "loud"}, {}, "not one of debug"),
         ({}, {"P1_READ_TIMEOUT": "soon"}, "not a duration"),
         ({}, {"P1_SPOOL_MAX_SIZE": "lots"}, "not a size"),
@@ -187,3 +188,130 @@ def test_describe_is_a_config_file_that_gives_the_same_settings(tmp_path: Path) 
     path = write(tmp_path, "\n".join(describe(settings)))
     again = load({"config": str(path)}, env={"P1_INFLUX_PASSWORD": "pw-0123456789"})
     assert again == settings
+
+
+# --- issue 12: secrets from careless files, URL passwords, types and bounds at start -----------
+
+
+@pytest.mark.parametrize(
+    ("env", "files", "token"),
+    [
+        ({"P1_INFLUX_TOKEN": "tok-0123456789\r"}, {}, "tok-0123456789"),  # env file with CRLF
+        ({"P1_INFLUX_TOKEN": "  tok-0123456789 \n"}, {}, "tok-0123456789"),
+        ({}, {"token": b"tok-0123456789\r\n"}, "tok-0123456789"),
+        ({"P1_INFLUX_TOKEN": " \r"}, {"token": b"tok-from-file\n"}, "tok-from-file"),
+    ],
+)
+def test_secrets_lose_surrounding_whitespace(
+    env: dict[str, str], files: dict[str, bytes], token: str, tmp_path: Path
+) -> None:
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+        env = {**env, "P1_INFLUX_TOKEN_FILE": str(tmp_path / name)}
+    target = load({}, env={"P1_INFLUX_URL": "http://127.0.0.1:8086", **env}).influx
+    assert target is not None and target.token == token
+
+
+@pytest.mark.parametrize(
+    ("env", "content", "message"),
+    [
+        ({"P1_INFLUX_TOKEN": "tok-0123\n456789"}, None, "P1_INFLUX_TOKEN: the token has a control"),
+        ({"P1_INFLUX_TOKEN": "tok-0123\x00456789"}, None, "control character"),
+        ({}, b"tok-0123456789\r\nsecond line\r\n", "token file"),
+        ({"P1_INFLUX_TOKEN": "tok-0123\u2013456789"}, None, "a character HTTP cannot send"),
+        ({}, b"tok-0123\xff456789", "is not text"),
+    ],
+)
+def test_a_secret_that_cannot_be_sent_is_refused_without_showing_it(
+    env: dict[str, str], content: bytes | None, message: str, tmp_path: Path
+) -> None:
+    if content is not None:
+        (tmp_path / "token").write_bytes(content)
+        env = {**env, "P1_INFLUX_TOKEN_FILE": str(tmp_path / "token")}
+    with pytest.raises(ConfigError, match=message) as info:
+        load({}, env={"P1_INFLUX_URL": "http://127.0.0.1:8086", **env})
+    text = str(info.value)
+    assert "\n" not in text and "0123" not in text and "456789" not in text
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("socket://u:pa/ss@h:23", "socket://u:****@h:23"),
+        ("http://:pw@h:8086", "http://:****@h:8086"),
+        ("http://u:p@ss@h:8086/x", "http://u:****@h:8086/x"),
+        ("cannot open socket://p1:pw@h:5 (refused)", "cannot open socket://p1:****@h:5 (refused)"),
+        ("a://u:p@h,b://v:q@k", "a://u:****@h,b://v:****@k"),
+        ("http://user@host:8086", "http://user@host:8086"),
+    ],
+)  # fmt: skip
+def test_mask_url_hides_every_password(text: str, shown: str) -> None:
+    assert mask_url(text) == shown
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[[source]]\nurl = "simulator"\nname = 5\n', "[[source]] name must be a string, not a"),
+        ("[[source]]\nurl = 5\n", "url must be a string, not a number"),
+        ('[[source]]\nurl = "simulator"\nname = ""\n', "url or name is empty"),
+        ("data_dir = [1, 2]\n", "data_dir must be a string, not an array"),
+        ("meter_timezone = 1\n", "meter_timezone must be a string, not a number"),
+        ("raw_capture = 1\n", "raw_capture must be true/false or a string, not a number"),
+        ("max_frame = [4096]\n", "max_frame must be a number or a string, not an array"),
+        ("[influx]\nurl = 2024-01-01\n", "influx.url must be a string, not a date or time"),
+        ("[spool]\nmax_age = true\n", "spool.max_age must be a number or a string"),
+    ],
+)
+def test_toml_types_are_checked_when_loading(toml: str, message: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)) as info:
+        load({"config": str(write(tmp_path, toml))}, env={})
+    assert "\n" not in str(info.value)
+
+
+def test_toml_numbers_and_booleans_where_a_setting_is_one(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "max_frame = 4096\nraw_capture = true\nfuse_limit = 35.5\n"
+        '[influx]\nurl = "http://127.0.0.1:8086"\ntimeout = 30\nbatch_size = 1000\n',
+    )
+    settings = load({"config": str(path)}, env={})
+    assert (settings.max_frame, settings.raw_capture, settings.fuse_limit) == (4096, True, 35.5)
+    assert settings.influx is not None and settings.influx.timeout == 30.0
+    assert settings.batch_size == 1000
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"P1_INFLUX_TIMEOUT": "0"}, "influx timeout '0' must be from 0.1s to 5m"),
+        ({"P1_INFLUX_TIMEOUT": "100000d"}, "must be from 0.1s to 5m"),
+        ({"P1_INFLUX_BATCH_SIZE": "0"}, "from 1 to 100000"),
+        ({"P1_INFLUX_BATCH_SIZE": "10000000000"}, "from 1 to 100000"),
+        ({"P1_READ_TIMEOUT": "0"}, "read timeout '0' must be from 1s to 1d"),
+        ({"P1_LOG_SUMMARY_INTERVAL": "0s"}, "from 1s to 1d"),
+        ({"P1_MAX_FRAME": "99999999999"}, "from 64 to 1048576"),
+        ({"P1_SPOOL_MAX_AGE": "99999999d"}, "spool max age"),
+        ({"P1_SPOOL_MAX_SIZE": "9" * 400 + "GiB"}, "is too large"),
+        ({"P1_METRICS_ADDRESS": "a b:80"}, "'a b' is not a host name or IP address"),
+        ({"P1_INFLUX_URL": "http://h:99999"}, "has no valid port"),
+        ({"P1_INFLUX_URL": "http://h:0"}, "has no valid port"),
+        ({"P1_INFLUX_URL": "http://ho st:8086"}, "has a space or control character"),
+        ({"P1_INFLUX_URL": "http://h:8086?db=p1"}, "has a query or fragment"),
+        ({"P1_INFLUX_URL": "http://[::1:8086"}, "is not a valid URL"),
+        ({"P1_INFLUX_URL": "http://-h-:8086"}, "names no valid host"),
+        ({"P1_INFLUX_URL": "http://u:pa/ss@h:8086"}, r"'http://u:\*\*\*\*@h:8086' has no valid"),
+    ],
+)
+def test_settings_that_can_never_work_are_refused_at_start(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        load({}, env={"P1_INFLUX_URL": "http://127.0.0.1:8086", **env})
+    assert "\n" not in str(info.value) and "pa/ss" not in str(info.value)
+
+
+def test_urls_that_work_are_kept() -> None:
+    for url in ("https://influx.example:8086/", "http://[::1]:8086", "http://influx_1:8086/p"):
+        target = load({}, env={"P1_INFLUX_URL": url}).influx
+        assert target is not None and target.url == url.rstrip("/")

@@ -35,7 +35,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "0-0:96.13.0": ("", None),
             "0-1:24.4.0": (1.0, None),
         },
-        "mbus": [(1, "gas", "000000000000", 1.001, "m3", "2016-11-07T19:00:00+01:00")],
+        # A gas meter id of zeros identifies nothing: the device is named by its channel.
+        "mbus": [(1, "gas", None, 1.001, "m3", "2016-11-07T19:00:00+01:00")],
     },
     "dsmr3-iskra.txt": {
         "header": "ISk5\\2MT382-1000",
@@ -238,7 +239,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
     },
     "iskra-ie.txt": {
         "header": "ISk5\x02MIE5T-200",
-        "meter_time": "2023-02-02T13:27:47+01:00",  # the default zone (CET rules)
+        "meter_time": "2023-02-02T13:27:47+00:00",  # Irish time: auto knows the header
         "equipment_id": "09610",
         "readings": {
             "1-0:0.0.0": ("00000000", None),
@@ -530,10 +531,12 @@ def test_unknown_codes_are_kept() -> None:
 
 
 def test_meter_zone_default_cet_vs_dublin(decode_file: Decode) -> None:
-    cet = decode_file("iskra-ie.txt")
+    cet = decode_file("iskra-ie.txt", MeterZone("Europe/Amsterdam"))
     dublin = decode_file("iskra-ie.txt", MeterZone("Europe/Dublin"))
     assert _iso(cet.meter_time) == "2023-02-02T13:27:47+01:00"
     assert _iso(dublin.meter_time) == "2023-02-02T13:27:47+00:00"
+    # The default zone (auto) knows the Irish Iskra by its header.
+    assert decode_file("iskra-ie.txt").meter_time == dublin.meter_time
     assert cet.meter_time is not None and dublin.meter_time is not None
     assert dublin.meter_time - cet.meter_time == timedelta(hours=1)
 
@@ -586,5 +589,5 @@ def test_meter_zone_unknown_name() -> None:
 def test_decoder_cache_does_not_leak_between_zones(decode_file: Decode) -> None:
     # Same line, two decoders with different zones: each uses its own.
     a = decode_file("iskra-ie.txt", MeterZone("Europe/Dublin"))
-    b = decode_file("iskra-ie.txt")
+    b = decode_file("iskra-ie.txt", MeterZone("Europe/Amsterdam"))
     assert a.meter_time != b.meter_time

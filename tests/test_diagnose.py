@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from dashboards import boards, panels
-from p1_testkit import even_parity
+from p1_testkit import even_parity, simulated
 from structlog.testing import capture_logs
 
 from agent.config import Settings
@@ -34,6 +34,7 @@ from agent.diagnose import (
 )
 from agent.framing import Framer
 from agent.pipeline import REPAIRED, VALID, MeterPipeline, Result
+from agent.repair import Change, Repair
 from agent.run import Agent
 from agent.simulate import SimulatedMeter
 from agent.sinks.prometheus import Metrics
@@ -113,8 +114,8 @@ def test_a_clean_line_is_ok_said_once() -> None:
     assert changes[0].evidence == {"frames": 10, "damaged": 0}
 
 
-def test_a_7e1_meter_read_as_8n1(read_telegram: Callable[[str], bytes]) -> None:
-    stream = even_parity(read_telegram("dsmr22-iskra.txt") * 30)
+def test_a_7e1_meter_read_as_8n1() -> None:
+    stream = even_parity(b"".join(simulated("dsmr22", 30)))
     changes = diagnose(iter([stream[i : i + 100] for i in range(0, len(stream), 100)]))
     assert causes(changes) == [PARITY]
     assert "9600-7E1" in changes[0].message
@@ -200,14 +201,14 @@ def test_weak_pullup_from_repaired_frames() -> None:
     clean = [Result(VALID, frame) for _ in range(10)]
     assert link.update(clean, bytes_in=len(body), masking=False) is not None
     repairs = [
-        Result(REPAIRED, frame, failure="crc", repair={"method": "m", "changes": changes})
-        for changes in (
-            [{"offset": 40, "from": "20", "to": "30", "line": "1-0:1.8.1"}],
-            [{"offset": 41, "from": "21", "to": "29", "line": "1-0:1.8.1"}],
-            [{"offset": 42, "from": "2031", "to": "3035", "line": "1-0:1.8.2"}],
-            [{"offset": 43, "from": "20", "to": "", "line": "1-0:1.8.2"}],  # lost: says nothing
-            [{"offset": 44, "from": "22", "to": "32", "line": "1-0:2.8.1"}],
-            [{"offset": 45, "from": "2a", "to": "2b", "line": "1-0:2.8.2"}],
+        Result(REPAIRED, frame, failure="crc", repair=Repair("m", (change,)))
+        for change in (
+            Change(40, b"\x20", b"\x30", "1-0:1.8.1"),
+            Change(41, b"\x21", b"\x29", "1-0:1.8.1"),
+            Change(42, b"\x20\x31", b"\x30\x35", "1-0:1.8.2"),
+            Change(43, b"\x20", b"", "1-0:1.8.2"),  # lost: says nothing
+            Change(44, b"\x22", b"\x32", "1-0:2.8.1"),
+            Change(45, b"\x2a", b"\x2b", "1-0:2.8.2"),
         )
     ]
     change = link.update(repairs, bytes_in=len(body), masking=False)
@@ -225,7 +226,7 @@ def test_a_few_damaged_frames_are_no_diagnosis_and_clean_frames_bring_ok_back() 
     assert link.describe() == TOO_EARLY
     assert link.update([Result(VALID, frame)] * 9, bytes_in=0, masking=False) is None
     assert link.update([Result(VALID, frame)], bytes_in=0, masking=False) is not None
-    bad = Result(REPAIRED, frame, failure="crc", repair={"changes": []})
+    bad = Result(REPAIRED, frame, failure="crc", repair=Repair("m"))
     assert link.update([bad, bad], bytes_in=0, masking=False) is None  # 2 in 100: still ok
     assert link.cause == OK
     assert link.update([bad] * 7, bytes_in=0, masking=False) is None  # no bytes to tell by
@@ -287,13 +288,10 @@ class ListSource:
         pass
 
 
-def test_the_reader_logs_a_change_once_and_sets_the_gauge(
-    read_telegram: Callable[[str], bytes], tmp_path: Path
-) -> None:
-    telegram = even_parity(read_telegram("dsmr3-iskra.txt"))
+def test_the_reader_logs_a_change_once_and_sets_the_gauge(tmp_path: Path) -> None:
     agent = Agent(Settings(data_dir=tmp_path))
     reader = agent.readers[0]
-    reader.source = ListSource([telegram] * 40)
+    reader.source = ListSource([even_parity(t) for t in simulated("dsmr3", 40)])
     with capture_logs() as logs:
         agent.start()
         agent.wait()
@@ -308,11 +306,9 @@ def test_the_reader_logs_a_change_once_and_sets_the_gauge(
     assert value == 1.0
 
 
-def test_check_config_says_the_diagnosis(
-    read_telegram: Callable[[str], bytes], tmp_path: Path
-) -> None:
+def test_check_config_says_the_diagnosis(tmp_path: Path) -> None:
     capture = tmp_path / "old-meter.log"
-    capture.write_bytes(even_parity(read_telegram("dsmr22-iskra.txt") * 3))
+    capture.write_bytes(even_parity(b"".join(simulated("dsmr22", 3))))
     proc = subprocess.run(
         [sys.executable, "-m", "agent.cli", "check-config", "--source", f"file:{capture}",
          "--data-dir", str(tmp_path / "data"), "--wait", "10"],

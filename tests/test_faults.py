@@ -556,19 +556,22 @@ def test_meter_clock_jumps_and_repeats(tmp_path: Path, influx: InfluxDB1, tally:
         "all accepted; one point per meter time: a telegram with a time already used overwrites"
         " the fields it carries (README: a re-sent telegram lands on its own point)"
     )
-    stream = MeterStream()
+    # Telegrams 30 s apart, so the average power's windows close within the first pass and a
+    # repeated time can land on a point that holds one (README: at most 5 minutes a window).
+    step = timedelta(seconds=30)
+    stream = MeterStream(interval=step.total_seconds())
     meter = TcpMeter()
     agent = start_agent(
         tmp_path / "data", "--source", f"{METER}={meter.url}", env=v1_env(influx, "clock")
     )
     try:
         conn = meter.accept()
-        stream.send(conn.sendall, 20)  # T+0 … T+19
+        stream.send(conn.sendall, 20)  # T+0 … T+19 steps
         stream.meter.time += timedelta(hours=1)
-        stream.send(conn.sendall, 20)  # T+3620 … T+3639
-        stream.meter.time = stream.start + timedelta(seconds=9)
+        stream.send(conn.sendall, 20)  # 1 h later, 20 more
+        stream.meter.time = stream.start + 9 * step
         stream.send(conn.sendall, 20)  # T+10 … T+29: ten times again, ten new
-        stream.meter.time -= timedelta(seconds=1)
+        stream.meter.time -= step
         stream.send(conn.sendall, 6)  # T+29 once more, then T+30 … T+34
         results = stream.results()
         wait_counted(agent, len(results))

@@ -3,22 +3,23 @@
 (a) Random bytes — hypothesis' binaries, a seeded mebibyte, and random bytes sprinkled with `/`,
     `!`, line ends and OBIS-looking lines — give no accepted telegram, to a fresh pipeline or to one
     warmed with 20 clean telegrams of a simulated meter.
-(b) No truncation of a real telegram at any byte is accepted: every prefix of a good-line
-    telegram and of every fixture telegram, followed by a line end, by a new telegram's `/`, or by
-    a noise-made `!` (mid-line, or at the start of a line, where it looks like an end). The rule
-    the engine implements: a frame without a checksum is accepted only where the meter sends none
-    (its flavour has no CRC, the `!` starts a line, the frame holds the meter's usual lines) —
-    never once the meter was seen with a checksum, never for a DSMR 4/5 version line, never from
-    random bytes. So for a sealed telegram no prefix is ever accepted; for a checksum-less one a
-    prefix cut mid-line never is, and once the meter's whole telegram was seen, a prefix without
-    its usual lines never is (reason "fragment").
+(b) No truncation of a telegram at any byte is accepted: every prefix of a good-line telegram,
+    of every fixture telegram and of every simulated flavour's, followed by a line end, by a new
+    telegram's `/`, or by a noise-made `!` (mid-line, or at the start of a line, where it looks
+    like an end). The rule the engine implements: a frame without a checksum is accepted only
+    where the meter sends none (its flavour has no CRC, the `!` starts a line, the frame holds
+    the meter's usual lines) — never once the meter was seen with a checksum, never for a DSMR
+    4/5 version line, never from random bytes. So for a sealed telegram no prefix is ever
+    accepted; for a checksum-less one a prefix cut mid-line never is, and once the meter's whole
+    telegram was seen, a prefix without its usual lines never is (reason "fragment").
 (c) A fragment — a sealed telegram cut where a `)` at a line end became `!` — is rejected as
     "fragment", or joined with its rest and accepted only as the exact telegram the CRC confirms.
 
-The warm pipelines of (b) and (c) see real sequences: consecutive good-line telegrams, or the
+The warm pipelines of (b) and (c) see real sequences: consecutive good-line telegrams, the
 fixture telegram with its clock moved on 10 s at a time and its checksum recomputed (the
-checksum-less fixtures, having no clock, repeat). Each truncated telegram sits between whole
-ones, so a fragment cannot be refused merely for repeating a meter time.
+checksum-less fixtures, having no clock, repeat), or a simulated meter's telegrams. Each
+truncated telegram sits between whole ones, so a fragment cannot be refused merely for repeating
+a meter time.
 """
 
 from __future__ import annotations
@@ -32,13 +33,14 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+from conftest import TELEGRAM_NAMES, published
 from consistency import GOOD_LINE, good_line_telegrams
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.crc import FUNCTIONS
 from agent.pipeline import MeterPipeline, Result
-from agent.simulate import SimulatedMeter
+from agent.simulate import FLAVOURS, SimulatedMeter
 
 WARM_COUNT = 20
 PIPELINES = ("cold", "hu", "dsmr5")  # fresh, or warmed with 20 telegrams of that flavour
@@ -207,11 +209,33 @@ def good_line(data_dir: Path) -> Meter:
     return Meter("good line", lambda i: telegrams[i])
 
 
-@pytest.fixture
-def fixture_meter(telegram_name: str, read_telegram: Callable[[str], bytes]) -> Meter:
-    telegram = read_telegram(telegram_name)
-    assert _END.search(telegram), telegram_name
-    return Meter(telegram_name, lambda i: retimed(telegram, 10 * i))
+def _simulated_meter(flavour: str) -> Meter:
+    meter = SimulatedMeter(flavour)
+    sent: list[bytes] = []
+
+    def telegram(i: int) -> bytes:
+        while len(sent) <= i:
+            sent.append(meter.next_telegram())
+        return sent[i]
+
+    return Meter(flavour, telegram)
+
+
+# Every simulated flavour, and every fixture telegram of the published data.
+_METERS = [
+    *(("simulated", f) for f in FLAVOURS),
+    *(("published", n) for n in published(TELEGRAM_NAMES)),
+]
+
+
+@pytest.fixture(params=_METERS, ids=[name for _, name in _METERS])
+def meter(request: pytest.FixtureRequest) -> Meter:
+    kind, name = request.param
+    if kind == "simulated":
+        return _simulated_meter(name)
+    telegram = request.getfixturevalue("read_telegram")(name)
+    assert _END.search(telegram), name
+    return Meter(name, lambda i: retimed(telegram, 10 * i))
 
 
 # -- (b) truncations -----------------------------------------------------------------------------
@@ -322,7 +346,7 @@ def _judge(
             cut = cut_at.get(r.frame.offset)
             outcome.accepted_wrongly.append(
                 f"{cut or 'offset ' + str(r.frame.offset)}: {r.status} "
-                f"({(r.repair or {}).get('method')}), …{r.frame.text[-24:]!r}"
+                f"({r.repair.method if r.repair else None}), …{r.frame.text[-24:]!r}"
             )
         if not r.accepted and r.frame.offset in cut_at:
             outcome.reasons.setdefault(cut_at[r.frame.offset], r.reason)
@@ -362,8 +386,7 @@ def test_a_good_line_prefix_that_looks_whole_is_not_accepted_cold(good_line: Met
     assert outcome.accepted_wrongly == [], _report(outcome, "a good-line telegram")
 
 
-def test_no_truncation_of_a_fixture_telegram_is_accepted_cold(fixture_meter: Meter) -> None:
-    meter = fixture_meter
+def test_no_truncation_of_a_telegram_is_accepted_cold(meter: Meter) -> None:
     if meter.sealed:
         # Sealed: nothing is accepted, except that a frame that looks whole is judged by its
         # flavour (the next test); with a DSMR 4/5 version line it never is.
@@ -381,10 +404,7 @@ def test_no_truncation_of_a_fixture_telegram_is_accepted_cold(fixture_meter: Met
     assert outcome.whole_lost == []
 
 
-def test_a_sealed_fixture_prefix_that_looks_whole_is_not_accepted_cold(
-    fixture_meter: Meter,
-) -> None:
-    meter = fixture_meter
+def test_a_sealed_telegram_prefix_that_looks_whole_is_not_accepted_cold(meter: Meter) -> None:
     if not meter.sealed:
         pytest.skip("a checksum-less meter's whole-looking prefix may be a whole telegram")
     selected = [c for c in cuts(meter.body) if looks_whole(c)]
@@ -392,8 +412,7 @@ def test_a_sealed_fixture_prefix_that_looks_whole_is_not_accepted_cold(
     assert outcome.accepted_wrongly == [], _report(outcome, meter.name)
 
 
-def test_no_truncation_of_a_fixture_telegram_is_accepted_warm(fixture_meter: Meter) -> None:
-    meter = fixture_meter
+def test_no_truncation_of_a_telegram_is_accepted_warm(meter: Meter) -> None:
     # Warm, the meter's whole telegram has been seen: only a checksum-less meter's complete
     # prefix (its `!` and what follows lost, then put back by the variant) is a whole telegram.
     selected = [c for c in cuts(meter.body) if meter.sealed or not c.complete]
@@ -458,10 +477,7 @@ def test_a_good_line_telegram_cut_by_a_bang_is_never_accepted_as_it_is(
 
 
 @pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm"])
-def test_a_fixture_telegram_cut_by_a_bang_is_never_accepted_as_it_is(
-    fixture_meter: Meter, warm: bool
-) -> None:
-    meter = fixture_meter
+def test_a_telegram_cut_by_a_bang_is_never_accepted_as_it_is(meter: Meter, warm: bool) -> None:
     index = 3 if warm else 0
     positions = list(bang_fragments(meter.body))
     assert positions

@@ -1,14 +1,16 @@
-"""Bytes → frames: fixtures, garbage, truncation, oversized frames, LF-only logs, chunking."""
+"""Bytes → frames: fixtures, simulated telegrams, garbage, truncation, oversized frames, LF-only
+logs, chunking."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import pytest
-from p1_testkit import chunks, frame_all, run_pipeline, seal
+from p1_testkit import chunks, frame_all, run_pipeline, seal, simulated
 
 from agent.crc import crc16_arc
 from agent.framing import Frame, Framer
+from agent.simulate import FLAVOURS
 
 # Checksum text as each meter writes it; None where the meter sends none.
 CHECKSUMS: dict[str, bytes | None] = {
@@ -121,8 +123,8 @@ def test_frame_cut_short_by_a_new_start(read_telegram: Callable[[str], bytes]) -
     assert results[1].telegram.readings["1-0:1.8.1"].value == 2130.115
 
 
-def test_frame_truncated_by_end_of_stream(read_telegram: Callable[[str], bytes]) -> None:
-    data = read_telegram("dsmr42-kaifa.txt")
+def test_frame_truncated_by_end_of_stream() -> None:
+    (data,) = simulated("dsmr4")
     frames = frame_all(data[:500])
     assert len(frames) == 1 and frames[0].truncated and frames[0].body == data[:500]
 
@@ -139,9 +141,7 @@ def test_frame_complete_at_end_of_stream_without_line_end(
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 100, 4096])
-def test_frame_that_never_ends_is_dropped_with_memory_bounded(
-    chunk: int, read_telegram: Callable[[str], bytes]
-) -> None:
+def test_frame_that_never_ends_is_dropped_with_memory_bounded(chunk: int) -> None:
     max_frame = 1024
     framer = Framer(max_frame=max_frame)
     endless = b"/XYZ5 endless\r\n" + b"1-0:1.8.0(000001.000*kWh)\r\n" * 400  # 10 KB, no `!`
@@ -152,7 +152,7 @@ def test_frame_that_never_ends_is_dropped_with_memory_bounded(
     assert frames == []
     assert framer.frames_oversized == 1
     # Afterwards the framer finds the next telegram intact.
-    good = read_telegram("dsmr5-warmtelink-unpadded-crc.txt")
+    (good,) = simulated("t210dr")
     frames = framer.feed(good) + framer.close()
     assert [f.body for f in frames] == [_body(good)]
     assert frames[0].skipped == len(endless)  # everything since the last frame was dropped
@@ -160,11 +160,9 @@ def test_frame_that_never_ends_is_dropped_with_memory_bounded(
     assert framer.bytes_skipped == len(endless)
 
 
-def test_oversized_frame_is_dropped_however_it_arrives(
-    read_telegram: Callable[[str], bytes],
-) -> None:
-    data = read_telegram("eon-hu-sagemcom.txt")  # 1423 bytes
-    small = read_telegram("dsmr5-warmtelink-unpadded-crc.txt")  # 212 bytes
+def test_oversized_frame_is_dropped_however_it_arrives() -> None:
+    (data,) = simulated("hu-sagemcom")  # 1423 bytes
+    (small,) = simulated("t210dr")  # 481 bytes
     stream = small + data + small
     for pieces in ([stream], [stream[i : i + 1] for i in range(len(stream))]):
         framer = Framer(max_frame=1024)
@@ -193,11 +191,9 @@ def test_max_frame_must_hold_a_telegram() -> None:
         Framer(max_frame=10)
 
 
-@pytest.mark.parametrize(
-    "name", ["dsmr5-iskra-two-mbus.txt", "eon-hu-sagemcom.txt", "iskra-ie.txt"]
-)
-def test_lf_only_input_gets_crlf_restored(name: str, read_telegram: Callable[[str], bytes]) -> None:
-    data = read_telegram(name)
+@pytest.mark.parametrize("flavour", ["dsmr5", "hu-sagemcom", "iskra-ie"])
+def test_lf_only_input_gets_crlf_restored(flavour: str) -> None:
+    (data,) = simulated(flavour)
     lf_only = data.replace(b"\r\n", b"\n")
     (frame,) = frame_all(lf_only)
     assert frame.lf_only
@@ -207,9 +203,9 @@ def test_lf_only_input_gets_crlf_restored(name: str, read_telegram: Callable[[st
     assert [r.status for r in results] == ["valid"]
 
 
-def test_crlf_frame_with_a_lone_lf_is_not_rewritten(read_telegram: Callable[[str], bytes]) -> None:
+def test_crlf_frame_with_a_lone_lf_is_not_rewritten() -> None:
     # A stray LF in a CRLF frame is line noise; adding a CR would hide it from repair.
-    data = read_telegram("dsmr5-iskra.txt").replace(b"\r\n1-0:1.8.2", b"\n1-0:1.8.2", 1)
+    data = simulated("dsmr5")[0].replace(b"\r\n1-0:1.8.2", b"\n1-0:1.8.2", 1)
     (frame,) = frame_all(data)
     assert not frame.lf_only
     assert frame.body == _body(data)
@@ -234,26 +230,28 @@ def test_exclamation_mark_inside_a_value_does_not_end_the_frame() -> None:
     assert frame.expected_crc == crc16_arc(body)
 
 
-def _all_fixtures(read_telegram: Callable[[str], bytes], names: list[str]) -> bytes:
-    data = PUTTY_HEADER + b"\x00\xff"
-    for i, name in enumerate(names):
-        data += read_telegram(name) + b"garbage %d\r\n" % i
-    return data
+@pytest.fixture(params=["simulated", "published"])
+def every_telegram(request: pytest.FixtureRequest) -> list[bytes]:
+    """A telegram of every simulated flavour, or every fixture telegram of the published data."""
+    if request.param == "simulated":
+        return [simulated(flavour)[0] for flavour in FLAVOURS]
+    read = request.getfixturevalue("read_telegram")
+    return [read(name) for name in request.getfixturevalue("telegram_names")]
 
 
 @pytest.mark.parametrize("step", [1, 2, 3, 5, 13, 64, 999])
-def test_chunking_does_not_change_frames(
-    step: int, read_telegram: Callable[[str], bytes], telegram_names: list[str]
-) -> None:
-    data = _all_fixtures(read_telegram, telegram_names)
+def test_chunking_does_not_change_frames(step: int, every_telegram: list[bytes]) -> None:
+    data = PUTTY_HEADER + b"\x00\xff"
+    for i, telegram in enumerate(every_telegram):
+        data += telegram + b"garbage %d\r\n" % i
     # Add a truncated frame, a headless one and LF-only ones to cover every path.
-    kaifa = read_telegram("dsmr42-kaifa.txt")
+    (kaifa,) = simulated("dsmr4")
     data += kaifa + b"\x0e" + kaifa[1:]  # a complete frame, then a headless one
     data += kaifa[:300] + kaifa.replace(b"\r\n", b"\n") + b"/end"  # truncated, LF-only, at EOF
 
     whole = Framer()
     expected = whole.feed(data) + whole.close()
-    assert len(expected) == len(telegram_names) + 5
+    assert len(expected) == len(every_telegram) + 5
     assert [whole.frames_headless, whole.frames_truncated] == [1, 2]
 
     framer = Framer()
@@ -265,10 +263,8 @@ def test_chunking_does_not_change_frames(
         assert getattr(framer, counter) == getattr(whole, counter), counter
 
 
-def test_feeding_at_every_split_point_gives_the_same_frame(
-    read_telegram: Callable[[str], bytes],
-) -> None:
-    data = read_telegram("dsmr5-warmtelink-unpadded-crc.txt") * 2
+def test_feeding_at_every_split_point_gives_the_same_frame() -> None:
+    data = b"".join(simulated("t210dr", 2))
     expected = frame_all(data)
     assert len(expected) == 2
     for cut in range(1, len(data)):
@@ -295,8 +291,8 @@ def test_headless_frame_after_a_previous_frame(read_telegram: Callable[[str], by
     assert [(r.status, r.reason) for r in results] == [("valid", None), ("rejected", "no_start")]
 
 
-def test_putty_header_line_is_skipped(read_telegram: Callable[[str], bytes]) -> None:
-    data = read_telegram("dsmr42-kaifa.txt").replace(b"\r\n", b"\n")
+def test_putty_header_line_is_skipped() -> None:
+    data = simulated("dsmr4")[0].replace(b"\r\n", b"\n")
     framer = Framer()
     frames = framer.feed(PUTTY_HEADER + data) + framer.close()
     assert len(frames) == 1

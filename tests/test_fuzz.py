@@ -1,7 +1,8 @@
 """Fuzzing the core. test_properties.py covers arbitrary bytes into a cold pipeline; here:
 hypothesis drives the repair engine of a warm pipeline with arbitrary damage, and the state of a
 pipeline fed many meters and garbage must stay bounded; then a time-boxed coverage-guided run
-(atheris, fuzz/fuzz_pipeline.py) over MeterPipeline.feed, seeded with the real telegrams."""
+(atheris, fuzz/fuzz_pipeline.py) over MeterPipeline.feed, seeded with a telegram of every
+simulated flavour."""
 
 from __future__ import annotations
 
@@ -21,10 +22,9 @@ from p1_testkit import chunks
 
 from agent.crc import crc16_arc, crc16_x25
 from agent.pipeline import MeterPipeline, Result
-from agent.simulate import SimulatedMeter
+from agent.simulate import FLAVOURS, SimulatedMeter
 
 ROOT = Path(__file__).resolve().parents[1]
-TELEGRAMS = ROOT.parent / "shared" / "data" / "telegrams"
 # Derandomized: a damaged frame can pass a 16-bit CRC by chance (1 in 65 536); a run must not
 # flake on that. The atheris run below is the randomized search.
 FIXED = settings(
@@ -148,13 +148,13 @@ def test_atheris_run_finds_no_crash(tmp_path: Path, request: pytest.FixtureReque
             pytest.fail(message)  # CI installs it: a skip there would hide the fuzz run
         pytest.skip(message)
     corpus = tmp_path / "corpus"
-    seeds = sorted(TELEGRAMS.glob("*.txt"))
-    assert len(seeds) >= 13
     subprocess.run(
-        [sys.executable, str(HARNESS), "--write-seeds", str(corpus), *map(str, seeds)],
+        [sys.executable, str(HARNESS), "--write-seeds", str(corpus)],
         check=True,
         capture_output=True,
     )
+    seeds = list(corpus.iterdir())
+    assert len(seeds) == len(FLAVOURS) >= 13
     started = time.monotonic()
     run = subprocess.run(
         [
@@ -185,7 +185,7 @@ def test_atheris_run_finds_no_crash(tmp_path: Path, request: pytest.FixtureReque
         per_second=int(stats.get("average_exec_per_sec", 0)),
         new_units=int(stats.get("new_units_added", 0)),
         peak_rss_mb=int(stats.get("peak_rss_mb", 0)),
-        seeds=len(seeds) + 2,
+        seeds=len(seeds),
         coverage=int(coverage[-1][0]) if coverage else 0,
         features=int(coverage[-1][1]) if coverage else 0,
         crashes=crashes,

@@ -6,9 +6,11 @@ from __future__ import annotations
 import base64
 import email.utils
 import json
+import math
 import time
 import urllib.parse
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,8 @@ from servers import (
     victoria_metrics,
 )
 
+from agent.points import Point, telegram_points
+from agent.sinks import lineprotocol
 from agent.sinks.influx import (
     InfluxTarget,
     V1Writer,
@@ -31,6 +35,7 @@ from agent.sinks.influx import (
     make_writer,
     parse_retry_after,
 )
+from agent.telegram import Decoder
 
 TOKEN = "tok-3f9a-very-secret"
 PASSWORD = "pw-77c1-very-secret"
@@ -161,6 +166,31 @@ def test_v1_bad_line_is_bad_data(influx1: InfluxDB1) -> None:
     error = failure(writer, ['p1,meter=E1 x="text" 1717200001'])  # field type conflict
     assert (error.kind, error.status) == ("bad_data", 400)
     assert "field type conflict" in str(error)
+
+
+@pytest.mark.integration
+def test_v1_awkward_names_and_values_keep_the_point(influx1: InfluxDB1) -> None:
+    # A meter named with a trailing backslash or one before a space, and a reading too long
+    # for a float: InfluxDB refused whole points of these before.
+    influx1.create_database("awkward")
+    when = datetime(2024, 6, 1, tzinfo=UTC)
+    names = ["north\\", "a\\ b", "GRE5\\\\12341234_A"]
+    points = [
+        Point("p1", {"meter": name}, {"energy_import_kwh": 1.5, "x": math.inf}, when)
+        for name in names
+    ]
+    decoded = Decoder().decode(
+        b"/XYZ5\r\n\r\n1-0:1.8.0(" + b"9" * 400 + b"*kWh)\r\n1-0:1.7.0(1.2*kW)\r\n!"
+    )
+    points += telegram_points(decoded, meter="long", fields=decoded.fields, time=when)
+    writer = V1Writer(v1_target(influx1.url, database="awkward"))
+    writer.write(lineprotocol.encode_all(points))
+    rows = influx1.query("SELECT * FROM p1", "awkward")
+    assert sorted(str(row["meter"]) for row in rows) == sorted(
+        ["north/", "a/ b", "GRE5\\\\12341234_A", "long"]
+    )
+    [long] = [row for row in rows if row["meter"] == "long"]
+    assert long["power_import_kw"] == 1.2 and long["energy_import_kwh"] is None
 
 
 @pytest.mark.integration

@@ -12,7 +12,8 @@ import structlog
 from agent import logs
 from agent.framing import Frame
 from agent.noisesummary import NoiseSummary
-from agent.pipeline import Result
+from agent.pipeline import Result, Status
+from agent.repair import Repair
 
 
 @pytest.fixture
@@ -60,10 +61,14 @@ def test_repeated_warnings_are_capped_and_counted() -> None:
 
 
 def damaged(status: str, failure: str = "crc") -> Result:
-    repair = {"method": "template"} if status == "repaired" else None
+    repair = Repair("template") if status == "repaired" else None
     reason = "ambiguous" if status == "rejected" else None
     return Result(
-        status, Frame(b"/X\r\n!", b"0000", 0, 0), reason=reason, failure=failure, repair=repair
+        Status(status),
+        Frame(b"/X\r\n!", b"0000", 0, 0),
+        reason=reason,
+        failure=failure,
+        repair=repair,
     )
 
 
@@ -77,7 +82,10 @@ def test_noise_summary_one_line_then_one_per_interval() -> None:
             summary.observe("m1", damaged(status, "crc" if i % 2 else "truncated"), 1001 + i)
             is None
         )
-    assert summary.observe("m1", Result("valid", Frame(b"/X\r\n!", b"0000", 0, 0)), 1050.0) is None
+    assert (
+        summary.observe("m1", Result(Status.VALID, Frame(b"/X\r\n!", b"0000", 0, 0)), 1050.0)
+        is None
+    )
     assert summary.due(1200.0) == []  # the window is not over yet
     (line,) = summary.due(1300.0)
     assert line.event.startswith("37 damaged telegrams in 5 min (crc 19, truncated 18): ")

@@ -34,7 +34,7 @@ from agent.noise import (
     spread_rate,
 )
 from agent.pipeline import MeterPipeline, Result
-from agent.simulate import FLAVOURS, SimulatedMeter
+from agent.simulate import MEASURED_FLAVOURS, SimulatedMeter
 from agent.sources import open_source
 from agent.sources.simulator import SimulatorSource
 
@@ -49,7 +49,7 @@ def telegrams(flavour: str, count: int, seed: int = 1) -> list[bytes]:
     return [meter.next_telegram() for _ in range(count)]
 
 
-@pytest.fixture(scope="module", params=FLAVOURS)
+@pytest.fixture(scope="module", params=MEASURED_FLAVOURS)
 def flavour(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

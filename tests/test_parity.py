@@ -1,19 +1,18 @@
-"""A 7E1 meter read as 8N1: real telegrams with their even-parity bit in bit 7 decode exactly as
-the clean ones, through the pipeline, `replay` and the `auto` speed probe; a genuine 8N1 stream
-(the Hungarian meter's 0xFF run included) and random bytes are never masked."""
+"""A 7E1 meter read as 8N1: DSMR 2.2, 3 and 5 telegrams with their even-parity bit in bit 7
+decode exactly as the clean ones, through the pipeline, `replay` and the `auto` speed probe; a
+genuine 8N1 stream (the Hungarian meter's 0xFF run included) and random bytes are never masked."""
 
 from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from p1_testkit import chunks, even_parity
+from p1_testkit import chunks, even_parity, simulated
 
 from agent.cli import main
 from agent.parity import HOLD, ParityMasker
@@ -23,7 +22,8 @@ from agent.sinks import jsonl
 from agent.sources.serial import SerialSource
 from agent.sources.speed import DSMR2, DSMR4, LineSettings, SpeedProbe
 
-DSMR2_FIXTURES = ["dsmr22-iskra.txt", "dsmr3-iskra.txt", "dsmr5-iskra.txt"]
+# Simulated meters of the flavours that sent 7E1 (DSMR 2.2/3), and a DSMR 5 one read the same way.
+SEVEN_E1 = ["dsmr22", "dsmr3", "dsmr5"]
 
 
 def random_chunks(data: bytes, seed: int, largest: int = 300) -> list[bytes]:
@@ -47,13 +47,10 @@ def through(pipeline: MeterPipeline, pieces: list[bytes]) -> list[Result]:
     return results + pipeline.close()
 
 
-@pytest.mark.parametrize("name", DSMR2_FIXTURES)
+@pytest.mark.parametrize("flavour", SEVEN_E1)
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_7e1_read_as_8n1_decodes_exactly_as_the_clean_telegrams(
-    read_telegram: Callable[[str], bytes], telegram_names: list[str], name: str, seed: int
-) -> None:
-    assert name in telegram_names
-    clean = read_telegram(name) * 5
+def test_7e1_read_as_8n1_decodes_exactly_as_the_clean_telegrams(flavour: str, seed: int) -> None:
+    clean = b"".join(simulated(flavour, 5))
     expected = through(MeterPipeline(), [clean])
     assert [r.status for r in expected] == ["valid"] * 5
     pipeline = MeterPipeline()
@@ -64,9 +61,9 @@ def test_7e1_read_as_8n1_decodes_exactly_as_the_clean_telegrams(
 
 
 def test_replay_of_a_7e1_capture_prints_what_the_clean_capture_does(
-    read_telegram: Callable[[str], bytes], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    clean = b"".join(read_telegram(name) * 4 for name in DSMR2_FIXTURES)
+    clean = b"".join(b"".join(simulated(flavour, 4)) for flavour in SEVEN_E1)
     outputs = {}
     for kind, data in (("clean", clean), ("7e1", even_parity(clean))):
         capture = tmp_path / f"{kind}.log"
@@ -113,10 +110,8 @@ def test_bytes_with_no_text_in_them_are_held_a_bounded_amount_and_passed_on_unch
     assert out == run and not masker.masking
 
 
-def test_masking_stops_when_plain_8n1_telegrams_follow(
-    read_telegram: Callable[[str], bytes],
-) -> None:
-    old = even_parity(read_telegram("dsmr22-iskra.txt") * 3)
+def test_masking_stops_when_plain_8n1_telegrams_follow() -> None:
+    old = even_parity(b"".join(simulated("dsmr22", 3)))
     meter = SimulatedMeter("dsmr5")
     new = b"".join(meter.next_telegram() for _ in range(6))
     pipeline = MeterPipeline()
@@ -189,10 +184,10 @@ class SevenE1Port:
 
 @pytest.mark.parametrize("line", [SpeedProbe(), DSMR2, DSMR4], ids=["auto", "7E1", "8N1"])
 def test_a_7e1_meter_read_as_8n1_gives_telegrams_at_either_setting(
-    read_telegram: Callable[[str], bytes], line: LineSettings | SpeedProbe
+    line: LineSettings | SpeedProbe,
 ) -> None:
     clock = Clock()
-    telegram = read_telegram("dsmr3-iskra.txt")
+    (telegram,) = simulated("dsmr3")
 
     def factory(url: str, settings: LineSettings, timeout: float) -> SevenE1Port:
         return SevenE1Port(settings, clock, telegram)

@@ -4,31 +4,35 @@ planted frames found exactly, consistent counters."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
-from p1_testkit import chunks, frame_all, seal
+from p1_testkit import chunks, frame_all, seal, simulated
 
-from agent.crc import crc16_arc, crc16_x25
+from agent.crc import CrcKind, crc16_arc, crc16_x25
 from agent.framing import Framer
 from agent.pipeline import MeterPipeline
+from agent.simulate import CRC_KINDS, FLAVOURS
 from agent.telegram import Decoder, Reading
 
-_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "telegrams"
-SEALED_FIXTURES = [
-    (_DATA / name).read_bytes()
-    for name in (
-        "dsmr42-kaifa.txt",
-        "dsmr5-iskra-two-mbus.txt",
-        "dsmr5-warmtelink-unpadded-crc.txt",
-        "eon-hu-sagemcom.txt",
-        "fluvius-v171-alt.txt",
-        "iskra-ie.txt",
-        "sagemcom-t210-d-r.txt",
-    )
+# Telegrams of every simulated flavour: the sealed ones planted whole (a meter that writes its
+# checksum with three hex digits among them), all of them cut into pieces for the soup.
+SEALED_TELEGRAMS = [
+    simulated(flavour, 3)[2] for flavour in FLAVOURS if CRC_KINDS[flavour] is CrcKind.ARC
 ]
-ALL_FIXTURES = [path.read_bytes() for path in sorted(_DATA.glob("*.txt"))]
+ALL_TELEGRAMS = [simulated(flavour, 3)[2] for flavour in FLAVOURS]
+
+
+def _unpadded_checksum() -> bytes:
+    """A DSMR 5 telegram whose checksum is below 0x1000, written with three digits."""
+    for telegram in simulated("dsmr5", 200):
+        body = telegram[: telegram.rindex(b"!") + 1]
+        if crc16_arc(body) < 0x1000:
+            return body + b"%X\r\n" % crc16_arc(body)
+    raise AssertionError("no checksum below 0x1000 in 200 telegrams")
+
+
+SEALED_TELEGRAMS.append(_unpadded_checksum())
 
 PROPERTY_SETTINGS = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -44,7 +48,7 @@ TOKENS = [
 ]  # fmt: skip
 token_soup = st.lists(st.sampled_from(TOKENS) | st.binary(max_size=6), max_size=80).map(b"".join)
 fixture_soup = st.lists(
-    st.sampled_from(ALL_FIXTURES).flatmap(
+    st.sampled_from(ALL_TELEGRAMS).flatmap(
         lambda t: st.tuples(st.integers(0, len(t)), st.integers(0, len(t))).map(
             lambda ab: t[min(ab) : max(ab)]
         )
@@ -122,7 +126,7 @@ synthetic_telegram = st.builds(
     st.from_regex(r"\A[A-Z]{3}5[A-Za-z0-9 _-]{0,20}\Z", fullmatch=True),
     st.lists(obis_value, min_size=1, max_size=8),
 )
-planted_telegram = st.sampled_from(SEALED_FIXTURES) | synthetic_telegram
+planted_telegram = st.sampled_from(SEALED_TELEGRAMS) | synthetic_telegram
 
 
 @PROPERTY_SETTINGS

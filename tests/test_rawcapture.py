@@ -40,7 +40,13 @@ def test_a_day_rolls_over_to_gzip_and_replays_to_the_same_telegrams(tmp_path: Pa
     assert not today.exists(), "the plain file is removed once its .gz is complete"
     assert gzip.decompress(day1.read_bytes()) == stream
     assert day2.read_bytes() == b"".join(sent[10:]), "today's file stays plain"
-    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == [day1.name, day2.name]
+    # Each day's receive times beside it, gzipped with it.
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == [
+        day1.name,
+        today.name + ".times.gz",
+        day2.name,
+        day2.name + ".times",
+    ]
     assert oct(day1.stat().st_mode & 0o777) == "0o600"
 
     out = io.StringIO()

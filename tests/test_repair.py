@@ -9,11 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.pipeline import MeterPipeline, Result
+from agent.pipeline import INTERNAL_ERROR, MeterPipeline, Result
 from agent.simulate import SimulatedMeter
 from agent.sinks import jsonl
 from agent.sinks.noiselog import record
 from agent.sinks.prometheus import Metrics
+from agent.telegram import Telegram
 
 Corrupt = Callable[[bytes], bytes]
 
@@ -114,9 +115,9 @@ def test_failure_mode_recovers_exact_telegram(mode: str) -> None:
     assert first.frame.text == sent(original)
     if method:
         assert first.status == "repaired"
-        assert first.repair is not None and method in str(first.repair["method"])
+        assert first.repair is not None and method in first.repair.method
         assert first.failure is not None
-        assert first.repair["changes"]
+        assert first.repair.changes
     else:  # garbage before `/` is skipped by the framer: nothing to repair
         assert first.status == "valid"
     assert not [r for r in results if r.status == "rejected"]
@@ -127,7 +128,8 @@ def test_change_records_offset_line_and_bytes() -> None:
     results, original = run_one(flavour, corrupt)
     repaired = next(r for r in results if r.status == "repaired")
     assert repaired.repair is not None
-    (change,) = repaired.repair["changes"]  # type: ignore[misc]
+    (repair,) = repaired.repair.changes
+    change = repair.record()
     assert change == {
         "offset": original.index(b"0-0:96.13.0("),
         "from": "20",
@@ -281,3 +283,26 @@ def test_checksum_damage_with_a_body_error_is_never_fitted(
     for result in results:
         if result.accepted:
             assert result.frame.text in (sent(original), sent(follower))
+
+
+def test_a_bug_in_the_core_is_an_internal_error_not_noise(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A decoder that raises: the frame is rejected as internal_error with the traceback, the
+    # stream goes on, and nothing calls it damage on the line.
+    telegrams = [SimulatedMeter("dsmr5").next_telegram() for _ in range(3)]
+    pipeline = MeterPipeline()
+    results = pipeline.feed(telegrams[0])
+    original = pipeline.decoder.decode
+
+    def broken(body: bytes) -> Telegram:
+        raise KeyError("a decoder bug")
+
+    monkeypatch.setattr(pipeline.decoder, "decode", broken)
+    (failed,) = pipeline.feed(telegrams[1])
+    monkeypatch.setattr(pipeline.decoder, "decode", original)
+    results += pipeline.feed(telegrams[2]) + pipeline.close()
+    assert failed.status == "rejected" and failed.reason == INTERNAL_ERROR
+    assert failed.failure is None  # it arrived intact
+    assert failed.error is not None and "KeyError: 'a decoder bug'" in failed.error
+    assert "Traceback" in failed.error
+    assert [r.status for r in results] == ["valid", "valid"]
+    assert pipeline.rejections == {INTERNAL_ERROR: 1}

@@ -24,11 +24,12 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from agent.crc import FUNCTIONS
 from agent.framing import Frame
 from agent.repair.align import align
+from agent.repair.outcome import Candidate, Change, Found, Outcome
 from agent.repair.plausible import implausible
 from agent.repair.profile import CONST, DIGIT, MeterProfile, Template
 from agent.repair.risk import budget, originals, syndrome_space
@@ -40,23 +41,6 @@ MAX_ERASURES = 2  # unknown digits solved by brute force against the CRC (10² c
 MAX_INSERTED = 8  # garbage bytes removed in one run
 MAX_WINDOW = 48  # widest stretch searched for an inserted or dropped byte
 _HEX = frozenset(b"0123456789ABCDEFabcdef")
-
-
-@dataclass(slots=True)
-class Outcome:
-    """A repaired telegram (body, checksum, telegram, method, changes) or a rejection reason."""
-
-    body: bytes | None = None
-    checksum: bytes | None = None
-    telegram: Telegram | None = None
-    method: str | None = None
-    changes: list[dict[str, object]] = field(default_factory=list)
-    reason: str | None = None
-    tried: int = 0  # CRC-tested candidates: each adds ~1/65 536 to the false-accept chance
-
-    @property
-    def repaired(self) -> bool:
-        return self.body is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +72,9 @@ def _one_edit_apart(a: bytes, b: bytes) -> bool:
     return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
 
 
-def _changes(received: bytes, accepted: bytes, template: Template) -> list[dict[str, object]]:
+def _changes(received: bytes, accepted: bytes, template: Template) -> tuple[Change, ...]:
     """Byte changes from what arrived to what was accepted, with offsets in the accepted bytes."""
-    out: list[dict[str, object]] = []
+    out: list[Change] = []
     if len(received) == len(accepted):
         run: list[int] = []
         for i in (i for i in range(len(received)) if received[i] != accepted[i]):
@@ -104,7 +88,7 @@ def _changes(received: bytes, accepted: bytes, template: Template) -> list[dict[
             out.append(
                 _change(received, accepted, run[0], run[-1] + 1, run[0], run[-1] + 1, template)
             )
-        return out
+        return tuple(out)
     prefix = 0
     while prefix < min(len(received), len(accepted)) and received[prefix] == accepted[prefix]:
         prefix += 1
@@ -114,7 +98,7 @@ def _changes(received: bytes, accepted: bytes, template: Template) -> list[dict[
         and received[-1 - suffix] == accepted[-1 - suffix]
     ):
         suffix += 1
-    return [
+    return (
         _change(
             received,
             accepted,
@@ -123,15 +107,15 @@ def _changes(received: bytes, accepted: bytes, template: Template) -> list[dict[
             prefix,
             len(accepted) - suffix,
             template,
-        )
-    ]
+        ),
+    )
 
 
 def _change(
     received: bytes, accepted: bytes, r0: int, r1: int, a0: int, a1: int, template: Template
-) -> dict[str, object]:
+) -> Change:
     line = template.line_of(a0) if a0 < len(template.reference) else "checksum"
-    return {"offset": a0, "from": received[r0:r1].hex(), "to": accepted[a0:a1].hex(), "line": line}
+    return Change(a0, received[r0:r1], accepted[a0:a1], line)
 
 
 class Repairer:
@@ -246,7 +230,7 @@ class Repairer:
 
     def _search(
         self, base: _Base, template: Template, profile: MeterProfile, limit: int
-    ) -> tuple[list[tuple[bytes, bytes, Telegram, tuple[str, ...]]], int]:
+    ) -> tuple[list[Found], int]:
         assert profile.crc is not None and profile.checksum_length is not None
         crc = FUNCTIONS[profile.crc]
         length = len(template.reference)
@@ -256,7 +240,7 @@ class Repairer:
             if len(checksum) == profile.checksum_length and all(b in _HEX for b in checksum)
             else None
         )
-        candidates: list[tuple[bytes, tuple[str, ...]]] = []
+        candidates: list[Candidate] = []
         searched = 0
         body = base.body
         extra = len(body) - length
@@ -268,10 +252,10 @@ class Repairer:
             candidates = list(self._inserted(body, template))
         else:
             return [], 0
-        found = []
+        found: list[Found] = []
         tried = searched
-        guesses = [c for c in candidates if "syndrome" in c[1]]
-        if guesses and _one_edit_apart(_computed(candidates[0][0], profile, crc), checksum):
+        guesses = [c for c in candidates if "syndrome" in c.methods]
+        if guesses and _one_edit_apart(_computed(candidates[0].body, profile, crc), checksum):
             # The body as the template restores it would fit the checksum with one character
             # damaged: then the checksum, not the body, may be wrong, and a guess would "fit"
             # the body to a damaged checksum. Two explanations: ambiguous.
@@ -286,7 +270,7 @@ class Repairer:
                 if accepted is not None:
                     # Written as this meter writes it (a letter's case can be damaged too).
                     text = checksum.upper() if profile.uppercase else checksum
-                    found.append((candidate, text, accepted, base.methods + methods))
+                    found.append(Found(candidate, text, accepted, base.methods + methods))
         if extra == 0 and template.violations(body, 0) == []:
             # An intact body with a damaged checksum field: the computed checksum must be one
             # edit away from what arrived (12 of 16 bits agree), and the body fit everything.
@@ -295,12 +279,12 @@ class Repairer:
             if _one_edit_apart(computed, checksum):
                 accepted = self._accept(body, template, profile)
                 if accepted is not None:
-                    found.append((body, computed, accepted, (*base.methods, "checksum")))
+                    found.append(Found(body, computed, accepted, (*base.methods, "checksum")))
         return found, tried
 
     def _aligned(
         self, base: _Base, template: Template, profile: MeterProfile, budget: int
-    ) -> tuple[list[tuple[bytes, bytes, Telegram, tuple[str, ...]]], int]:
+    ) -> tuple[list[Found], int]:
         """Every combination of the explanations the alignment found at each site, CRC-tested;
         refused whole when there are more combinations than the budget allows."""
         assert profile.crc is not None and profile.checksum_length is not None
@@ -317,7 +301,7 @@ class Repairer:
         crc = FUNCTIONS[profile.crc]
         length = len(template.reference)
         body = base.body
-        found = []
+        found: list[Found] = []
         tried = 0
         methods = (*base.methods, "align")
         text = checksum.upper() if profile.uppercase else checksum
@@ -336,7 +320,7 @@ class Repairer:
                 continue
             accepted = self._accept(candidate, template, profile)
             if accepted is not None:
-                found.append((candidate, text, accepted, methods))
+                found.append(Found(candidate, text, accepted, methods))
         return found, tried
 
     def _accept(self, body: bytes, template: Template, profile: MeterProfile) -> Telegram | None:
@@ -354,7 +338,7 @@ class Repairer:
         profile: MeterProfile,
         expected: int | None,
         limit: int,
-    ) -> tuple[list[tuple[bytes, tuple[str, ...]]], int]:
+    ) -> tuple[list[Candidate], int]:
         """Candidates for a body of the right length, and how many single-digit hypotheses the
         CRC syndrome search weighed without listing them (each risks 1/65 536 too); the syndrome
         is not asked when those would exceed `limit`."""
@@ -374,15 +358,17 @@ class Repairer:
         if len(erasures) > MAX_ERASURES:
             raise _TooMany
         methods: tuple[str, ...] = ("template",) if len(erasures) < len(violations) else ()
-        candidates: list[tuple[bytes, tuple[str, ...]]] = []
+        candidates: list[Candidate] = []
         if erasures:
             for choice in itertools.product(*(template.allowed(p) for p in erasures)):
                 for position, byte in zip(erasures, choice, strict=True):
                     fixed[position] = byte
-                candidates.append((bytes(fixed), (*methods, "erasure")))
+                candidates.append(Candidate(bytes(fixed), (*methods, "erasure")))
             return candidates, 0
         restored = bytes(fixed)
-        candidates.append((restored, methods))  # a settled boundary or template bytes may do
+        candidates.append(
+            Candidate(restored, methods)
+        )  # a settled boundary or template bytes may do
         if expected is None or len(violations) >= MAX_EDITS:
             return candidates, 0
         syndrome = crc(restored) ^ expected
@@ -405,7 +391,7 @@ class Repairer:
             if template.classes[position] != CONST and template.fits(position, byte):
                 candidate = bytearray(restored)
                 candidate[position] = byte
-                candidates.append((bytes(candidate), (*methods, "syndrome")))
+                candidates.append(Candidate(bytes(candidate), (*methods, "syndrome")))
         return candidates, space
 
     @staticmethod
@@ -425,9 +411,7 @@ class Repairer:
         dropped = max(length - len(body), 0)
         return range(max(0, length - backward - dropped), min(forward, length) + 1)
 
-    def _deleted(
-        self, body: bytes, extra: int, template: Template
-    ) -> Iterator[tuple[bytes, tuple[str, ...]]]:
+    def _deleted(self, body: bytes, extra: int, template: Template) -> Iterator[Candidate]:
         """Garbage bytes inserted in one run: try removing them at each position of the window."""
         tried = 0
         for at in self._window(body, template):
@@ -436,9 +420,9 @@ class Repairer:
             tried += 1
             if tried > MAX_WINDOW:
                 return
-            yield body[:at] + body[at + extra :], ("delete",)
+            yield Candidate(body[:at] + body[at + extra :], ("delete",))
 
-    def _inserted(self, body: bytes, template: Template) -> Iterator[tuple[bytes, tuple[str, ...]]]:
+    def _inserted(self, body: bytes, template: Template) -> Iterator[Candidate]:
         """One byte dropped: try each byte the template allows at each position of the window."""
         tried = 0
         for at in self._window(body, template):
@@ -451,7 +435,7 @@ class Repairer:
             if tried > MAX_WINDOW:
                 return
             for byte in allowed:
-                yield body[:at] + bytes((byte,)) + body[at:], ("insert",)
+                yield Candidate(body[:at] + bytes((byte,)) + body[at:], ("insert",))
 
 
 class _TooMany(Exception):

@@ -77,13 +77,20 @@ class CsvWriter:
         cells.extend(self._billing)
         return cells
 
-    def write(self, result: Result) -> None:
+    def write(self, result: Result, time: tuple[datetime, str] | None = None) -> None:
+        """`time`: for a meter without a usable clock, the time that stands in (in the meter's
+        zone) and its source; it fills `meter_time` and a `time_source` column says so."""
         telegram = result.telegram
         if telegram is None:
             return
         row: list[FieldValue | None] = [None] * len(self._columns)
         if telegram.meter_time is not None:
             row[0], row[1] = _local(telegram.meter_time)
+        elif time is not None:
+            row[0], row[1] = _local(time[0])
+            source = self._column("time_source")
+            row += [None] * (len(self._columns) - len(row))
+            row[source] = time[1]
         row[2] = telegram.meter
         row[3] = result.status
         index = self._index

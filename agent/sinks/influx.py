@@ -10,16 +10,20 @@ token or password.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import email.utils
 import gzip
+import io
 import json
+import socket
+import threading
 import time
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import urllib3
 
@@ -265,14 +269,182 @@ def transport_error(target: InfluxTarget, exc: BaseException) -> WriteError:
     return WriteError(f"connection to InfluxDB at {where} failed ({reason})", kind="connection")
 
 
-def _pool(target: InfluxTarget) -> urllib3.PoolManager:
-    return urllib3.PoolManager(
-        num_pools=2,
-        maxsize=1,
-        cert_reqs="CERT_REQUIRED" if target.verify_tls else "CERT_NONE",
-        ca_certs=target.ca_file,
-        retries=False,  # the deliverer decides when to try again
-        timeout=urllib3.Timeout(total=target.timeout),
+# --- requests that end: bounded in time and in what they read ------------------------------------
+
+MAX_ANSWER = 64 * 1024  # bytes of an answer's body read at most; InfluxDB's own are far shorter
+_current = threading.local()  # `deadline`: the _Deadline of the request this thread is making
+
+
+class _Deadline:
+    """Ends a request once its total time is up, whatever the server trickles: a timer shuts the
+    connection's socket down, which wakes the blocked read. Socket timeouts bound each read
+    only, and a server sending a byte a second never trips them."""
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._lock = threading.Lock()
+        self._connections: list[urllib3.connection.HTTPConnection] = []
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        _current.deadline = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        _current.deadline = None
+
+    def watch(self, connection: urllib3.connection.HTTPConnection) -> None:
+        with self._lock:
+            self._connections.append(connection)
+            if self.expired:
+                _cut(connection)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for connection in self._connections:
+                _cut(connection)
+
+
+def _cut(connection: urllib3.connection.HTTPConnection) -> None:
+    sock = connection.sock
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            # socket.socket's own shutdown: an SSLSocket's would drop its TLS state under the
+            # reading thread.
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+    """A connection the deadline of the request in progress (in this thread) can cut."""
+
+    def connect(self) -> None:
+        self._watch()
+        super().connect()
+        self._watch()  # cut at once when the time ran out while connecting
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        self._watch()
+        super().request(*args, **kwargs)
+
+    def _watch(self) -> None:
+        deadline: _Deadline | None = getattr(_current, "deadline", None)
+        if deadline is not None:
+            deadline.watch(self)
+
+
+class _WatchedHTTPSConnection(_WatchedHTTPConnection, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes  # at most MAX_ANSWER bytes, as text a client can decode
+    complete: bool  # False: the server had more to say (an endless body), and was cut off
+
+
+class BoundedPool(urllib3.PoolManager):
+    """The writers' HTTP client: one request at a time, each ending within the target's timeout
+    (connecting, sending, the answer's headers and body together) and reading at most
+    MAX_ANSWER bytes of an answer. The v2 writer hands it to influxdb-client, so its requests
+    are bounded the same way. `last` is the last answer."""
+
+    def __init__(self, target: InfluxTarget) -> None:
+        super().__init__(
+            num_pools=2,
+            maxsize=1,
+            cert_reqs="CERT_REQUIRED" if target.verify_tls else "CERT_NONE",
+            ca_certs=target.ca_file,
+            retries=False,  # the deliverer decides when to try again
+            timeout=urllib3.Timeout(total=target.timeout),
+        )
+        self.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        self.seconds = target.timeout
+        self.last: _Answer | None = None
+
+    def urlopen(  # type: ignore[override]
+        self, method: str, url: str, redirect: bool = True, **kw: Any
+    ) -> urllib3.BaseHTTPResponse:
+        kw["preload_content"] = False
+        response: urllib3.BaseHTTPResponse | None = None
+        with _Deadline(self.seconds) as deadline:
+            try:
+                response = super().urlopen(method, url, redirect=False, **kw)
+                body, complete = _read_at_most(response, MAX_ANSWER)
+                if deadline.expired:  # a cut can also look like an answer that ended early
+                    raise TimeoutError
+                if not complete:
+                    response.close()  # the rest stays unread: no other request on this one
+            except Exception as exc:  # what a cut socket gives: a reset, an incomplete read
+                if response is not None:
+                    response.close()
+                if deadline.expired:
+                    raise TimeoutError(f"no whole answer within {self.seconds:g} s") from exc
+                raise
+            finally:
+                if response is not None:
+                    response.release_conn()
+        # Text a client can decode: influxdb-client decodes the body as UTF-8, strictly.
+        body = body.decode("utf-8", "replace").encode()
+        self.last = _Answer(response.status, response.headers, body, complete)
+        return urllib3.HTTPResponse(
+            body=io.BytesIO(body),  # (bytes, when empty, would leave `data` None)
+            headers=response.headers,
+            status=response.status,
+            reason=response.reason,
+            preload_content=True,
+            decode_content=False,
+            request_url=url,
+        )
+
+
+def _read_at_most(response: urllib3.BaseHTTPResponse, limit: int) -> tuple[bytes, bool]:
+    """Up to `limit` bytes of the body (decoded), and whether that was all of it."""
+    data = bytearray()
+    while len(data) <= limit:
+        chunk = response.read(16384)
+        if not chunk:
+            return bytes(data), True
+        data += chunk
+    return bytes(data[:limit]), False
+
+
+def _acknowledgement(target: InfluxTarget, answer: _Answer | None) -> WriteError | None:
+    """None when a 2xx answer to a write is how InfluxDB acknowledges one: 204, or 200 with an
+    empty or JSON body (VictoriaMetrics, proxies). A web page at the URL, a truncated or
+    endless body acknowledge nothing: the points stay in the spool."""
+    if answer is None:
+        return WriteError(f"no answer from {target.shown_url}", kind="server")
+    if answer.status == 204:
+        return None
+    if answer.status == 200 and answer.complete:
+        text = answer.body.strip()
+        try:
+            if not text or json.loads(text) is not None:
+                return None
+        except ValueError:
+            pass
+    what = answer.headers.get("Content-Type") or "no content type"
+    if not answer.complete:
+        what += f", a body over {MAX_ANSWER // 1024} KiB"
+    return WriteError(
+        f"the server at {target.shown_url} answered {_status_text(answer.status)} ({what}), "
+        "not an InfluxDB write acknowledgement: check --influx-url",
+        kind="server",
+        status=answer.status,
     )
 
 
@@ -281,7 +453,7 @@ class V1Writer:
 
     def __init__(self, target: InfluxTarget) -> None:
         self.target = target
-        self._pool = _pool(target)
+        self._pool = BoundedPool(target)
         base = target.url.rstrip("/")
         query = {"db": target.database, "precision": "s"}
         if target.retention_policy:
@@ -311,19 +483,25 @@ class V1Writer:
             raise http_error(self.target, response.status, response.headers, response.data)
         return response
 
+    def _write(self, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self._request("POST", self._write_url, body, headers)
+        error = _acknowledgement(self.target, self._pool.last)
+        if error is not None:
+            raise error
+
     def write(self, lines: list[str]) -> None:
         body = "\n".join(lines).encode()
         headers = {}
         if self.target.gzip:
             body = gzip.compress(body, compresslevel=5, mtime=0)
             headers["Content-Encoding"] = "gzip"
-        self._request("POST", self._write_url, body, headers)
+        self._write(body, headers)
 
     def check(self) -> str:
         """Ping, then an empty write: 1.x checks the database, the user and the write permission
         before it looks at the (empty) body, and stores nothing."""
         version = self._request("GET", self._ping_url).headers.get("X-Influxdb-Version")
-        self._request("POST", self._write_url, b"")
+        self._write(b"")
         where = self.target.shown_url
         database = repr(self.target.database)
         if version is None:
@@ -361,10 +539,17 @@ class V2Writer:
             retries=False,  # urllib3 retries would hide failures and stretch the timeout
             debug=False,  # debug logging would print the Authorization header
         )
+        # The client's requests go through the bounded pool (the client makes its own, which
+        # reads any answer whole and for as long as the server trickles it).
+        rest = self._client.api_client.rest_client
+        rest.pool_manager.clear()
+        self._pool = BoundedPool(target)
+        rest.pool_manager = self._pool  # type: ignore[assignment]  # annotated as ProxyManager
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
 
     def _post(self, record: list[str] | bytes) -> None:
         target = self.target
+        self._pool.last = None
         try:
             self._write_api.write(
                 bucket=target.bucket, org=target.org, record=record, write_precision=self._seconds
@@ -373,6 +558,9 @@ class V2Writer:
             raise _api_error(target, exc) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise transport_error(target, exc) from exc
+        error = _acknowledgement(target, self._pool.last)
+        if error is not None:
+            raise error
 
     def write(self, lines: list[str]) -> None:
         self._post(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from agent.pipeline import Result
@@ -29,7 +30,9 @@ def _reading(reading: Reading) -> dict[str, Any]:
     return out
 
 
-def record(result: Result) -> dict[str, Any]:
+def record(result: Result, time: tuple[datetime, str] | None = None) -> dict[str, Any]:
+    """`time`: for a meter without a usable clock, the time that stands in and its source
+    (`received`, `start`, `log`), written as `time` and `time_source`."""
     telegram = result.telegram
     rec: dict[str, Any] = {"status": result.status}
     if telegram is None:
@@ -39,10 +42,12 @@ def record(result: Result) -> dict[str, Any]:
         rec["received"] = result.frame.text.decode("latin-1")
         return rec
     rec["meter_time"] = telegram.meter_time.isoformat() if telegram.meter_time else None
+    if time is not None and telegram.meter_time is None:
+        rec["time"], rec["time_source"] = time[0].isoformat(), time[1]
     rec["meter"] = telegram.meter
     rec["telegram"] = result.frame.text.decode("latin-1")
     if result.repair is not None:
-        rec["repair"] = result.repair
+        rec["repair"] = result.repair.record()
     rec["readings"] = {obis: _reading(r) for obis, r in telegram.readings.items()}
     if telegram.unknown_lines:
         rec["unknown_lines"] = telegram.unknown_lines
@@ -51,5 +56,5 @@ def record(result: Result) -> dict[str, Any]:
     return rec
 
 
-def dumps(result: Result) -> str:
-    return json.dumps(record(result), ensure_ascii=False, separators=(",", ":"))
+def dumps(result: Result, time: tuple[datetime, str] | None = None) -> str:
+    return json.dumps(record(result, time), ensure_ascii=False, separators=(",", ":"))

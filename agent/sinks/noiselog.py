@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.pipeline import Result
+from agent.sinks.retention import expire
 
 DAILY_CAP = 16 * 1024 * 1024
 
@@ -27,21 +28,26 @@ def record(result: Result, meter: str, now: float) -> dict[str, Any]:
         "offset": result.frame.offset,
     }
     if result.repair is not None:
-        rec["method"] = result.repair.get("method")
-        rec["changes"] = result.repair.get("changes")
+        record = result.repair.record()
+        rec["method"], rec["changes"] = record["method"], record["changes"]
     else:
         rec["reason"] = result.reason
     return rec
 
 
 class NoiseLog:
-    def __init__(self, directory: Path, cap: int = DAILY_CAP) -> None:
+    def __init__(self, directory: Path, cap: int = DAILY_CAP, max_age: float = 0.0) -> None:
         self.directory = directory
         self.cap = cap
+        self.max_age = max_age  # seconds a day's log is kept; 0: forever
         self.dropped = 0  # records not written: past the day's cap, or refused by the disk
+        self._day: str | None = None
 
     def write(self, result: Result, meter: str, now: float) -> None:
         day = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
+        if day != self._day:
+            self._day = day
+            expire(self.directory, "noise-*.jsonl", self.max_age, now)
         path = self.directory / f"noise-{day}.jsonl"
         line = json.dumps(record(result, meter, now), separators=(",", ":")) + "\n"
         try:

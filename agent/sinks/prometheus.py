@@ -6,19 +6,28 @@ registers can be exposed as counters (`_joules_total`) with the meter's own valu
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import sys
 import threading
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
+from typing import Any
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
+import structlog
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import MetricsHandler
 from prometheus_client.registry import Collector
 
 from agent.diagnose import CAUSES
 from agent.fields import FieldValue
 from agent.pipeline import Result
+
+log = structlog.get_logger("p1-agent.metrics")
 
 KWH_TO_JOULES = 3_600_000.0
 
@@ -281,15 +290,108 @@ _LINK = [
 ]
 
 
+# A source whose telegrams carry ever new equipment identifiers (noise forging them, a bridge
+# mixing garbage) must not grow the agent's state and every scrape without end: a source has at
+# most MAX_METERS meters in /metrics, and one silent for METER_EXPIRY seconds leaves it.
+MAX_METERS = 16
+METER_EXPIRY = 3600.0
+# Meters refused lately, so a meter over the cap is counted once rather than per telegram.
+REFUSED_MEMORY = 1024
+DROP_REASONS = ("cap", "expired")
+
+
+@dataclass
+class _SourceMeters:
+    """The meters one source's telegrams named."""
+
+    seen: dict[str, float] = field(default_factory=dict)  # meter → last telegram, oldest first
+    refused: dict[str, None] = field(default_factory=dict)  # over the cap lately, oldest first
+    dropped: Counter[str] = field(default_factory=Counter)  # meters by reason (DROP_REASONS)
+
+
 class Metrics(Collector):
     """Thread-safe holder of everything /metrics shows."""
 
-    def __init__(self, fuse_limit: float | None = None) -> None:
+    def __init__(
+        self,
+        fuse_limit: float | None = None,
+        *,
+        max_meters: int = MAX_METERS,
+        meter_expiry: float = METER_EXPIRY,
+    ) -> None:
         self.fuse_limit = fuse_limit  # amperes per phase, from the configuration
+        self.max_meters = max_meters  # per source
+        self.meter_expiry = meter_expiry  # seconds, on the clock admit() and expire() are given
         self._lock = threading.Lock()
         self.meters: dict[str, MeterState] = {}
+        self._sources: dict[str, _SourceMeters] = {}
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
+
+    def add_source(self, source: str) -> None:
+        """A source whose meters are bounded; its p1_meters_dropped_total shows from 0."""
+        with self._lock:
+            self._sources.setdefault(source, _SourceMeters())
+
+    def admit(self, source: str, meter: str, now: float) -> bool:
+        """A telegram of `meter` arrived on `source` at `now`: whether the meter has state and
+        series here. One beyond the source's max_meters has none (its readings are stored all
+        the same) and is counted as dropped (cap), once while among the last REFUSED_MEMORY."""
+        with self._lock:
+            table = self._sources.setdefault(source, _SourceMeters())
+            seen = table.seen
+            if meter in seen or len(seen) < self.max_meters:
+                seen.pop(meter, None)  # to the end: the most recently seen
+                seen[meter] = now
+                table.refused.pop(meter, None)
+                return True
+            counted = meter not in table.refused
+            if counted:
+                table.dropped["cap"] += 1
+                table.refused[meter] = None
+                if len(table.refused) > REFUSED_MEMORY:
+                    del table.refused[next(iter(table.refused))]
+        if counted:
+            log.warning(
+                "a source names more meters than max_meters: their readings are stored, but "
+                "have no metrics",
+                source=source,
+                meter=meter,
+                max_meters=self.max_meters,
+            )
+        return False
+
+    def expire(self, source: str, now: float, keep: str) -> list[str]:
+        """Forget the meters of `source` whose last telegram is meter_expiry or more before
+        `now`, with their series; never `keep`, the meter the source's link metrics are on, so
+        a source gone quiet keeps its series and its alert for missing telegrams."""
+        with self._lock:
+            table = self._sources.get(source)
+            if table is None:
+                return []
+            gone = []
+            for meter, last in table.seen.items():  # oldest first: stop at the first recent one
+                if now - last < self.meter_expiry:
+                    break
+                if meter != keep:
+                    gone.append(meter)
+            for meter in gone:
+                del table.seen[meter]
+                table.dropped["expired"] += 1
+                if not any(meter in other.seen for other in self._sources.values()):
+                    self.meters.pop(meter, None)
+        for meter in gone:
+            log.info("meter silent; its metrics removed", source=source, meter=meter)
+        return gone
+
+    def known(self, name: str) -> MeterState | None:
+        """The meter's state if it has one; never made here, so the readers' bound holds."""
+        with self._lock:
+            return self.meters.get(name)
+
+    def states(self) -> list[tuple[str, MeterState]]:
+        with self._lock:
+            return list(self.meters.items())
 
     def meter(self, name: str) -> MeterState:
         with self._lock:
@@ -317,11 +419,9 @@ class Metrics(Collector):
             if result.reason:
                 state.rejections[result.reason] += 1
             if result.repair is not None:
-                state.corrected[str(result.repair.get("method", "unknown"))] += 1
-                changes = result.repair.get("changes")
-                if isinstance(changes, list):
-                    for change in changes:
-                        state.line_errors[str(change.get("line", "unknown"))] += 1
+                state.corrected[result.repair.method] += 1
+                for change in result.repair.changes:
+                    state.line_errors[change.line] += 1
             if result.accepted:
                 if state.last_telegram is not None:
                     state.interval = now - state.last_telegram
@@ -344,6 +444,19 @@ class Metrics(Collector):
             meters = dict(self.meters)
             yield from self._link(meters)
             yield from self._readings(meters)
+            yield self._dropped()
+
+    def _dropped(self) -> Metric:
+        family = CounterMetricFamily(
+            "p1_meters_dropped",
+            "Meters given no metrics: beyond the source's max_meters (cap; their readings are "
+            "still stored), or removed after meter_expiry without a telegram (expired)",
+            labels=["source", "reason"],
+        )
+        for source, table in self._sources.items():
+            for reason in DROP_REASONS:
+                family.add_metric([source, reason], table.dropped[reason])
+        return family
 
     def _link(self, meters: dict[str, MeterState]) -> Iterator[Metric]:
         for spec in _LINK:
@@ -390,25 +503,106 @@ class Metrics(Collector):
         yield gas
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        """Scrapes are not worth a log line each."""
+@dataclass(frozen=True, slots=True)
+class Health:
+    """What /healthz says. `dead`: what only a restart mends (liveness, /healthz/live);
+    `degraded`: trouble outside the process (a source gone, InfluxDB refusing) that a restart
+    would not mend. Each is one line for people."""
+
+    dead: tuple[str, ...] = ()
+    degraded: tuple[str, ...] = ()
 
 
-def serve(metrics: Metrics, host: str, port: int, healthy: object) -> WSGIServer:
-    """Serve /metrics and /healthz in a daemon thread; returns the server (for shutdown)."""
-    prom_app = make_wsgi_app(metrics.registry)
+# One connection's socket reads and writes each wait at most this long: an idle or half-open
+# client (one `nc` on the LAN) is dropped instead of holding a handler for good.
+CONNECTION_TIMEOUT = 10.0
+# Connections served at once; more are closed at once, so a flood cannot start threads
+# without bound. Prometheus and a health check need one each.
+MAX_CONNECTIONS = 128
 
-    def app(environ: dict[str, object], start_response: object) -> list[bytes] | object:
-        if environ.get("PATH_INFO") == "/healthz":
-            ok = bool(callable(healthy) and healthy())
-            start_response(
-                "200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")]
-            )  # type: ignore[operator]
-            return [b"ok\n" if ok else b"unhealthy\n"]
-        result: list[bytes] = prom_app(environ, start_response)
-        return result
 
-    server = make_server(host, port, app, handler_class=_QuietHandler)  # type: ignore[arg-type]
+def url_host(host: str) -> str:
+    """`host` as written in a URL: IPv6 addresses in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
+class _MetricsServer(ThreadingHTTPServer):
+    daemon_threads = True  # a stuck client must not hold up the agent's exit
+    block_on_close = False
+
+    def __init__(self, host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> None:
+        family, _, _, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        self.address_family = family
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__((str(address[0]), int(address[1])), handler)
+
+    def server_bind(self) -> None:
+        if self.address_family == socket.AF_INET6:
+            # `[::]` means every interface, IPv4 clients included, whatever the system default.
+            with contextlib.suppress(OSError):
+                self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            log.warning(
+                "metrics server busy: closing a new connection", connections=MAX_CONNECTIONS
+            )
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            return  # a client that went away or stalled: nothing to report
+        log.error("metrics request failed", error=repr(error), exc_info=True)
+
+
+class _Handler(MetricsHandler):
+    timeout = CONNECTION_TIMEOUT
+    health: Callable[[], Health]
+
+    def do_GET(self) -> None:
+        path = urllib.parse.urlsplit(self.path).path
+        if path == "/metrics":
+            super().do_GET()
+        elif path in ("/healthz", "/healthz/live"):
+            health = type(self).health()
+            trouble = health.dead if path == "/healthz/live" else health.dead + health.degraded
+            if not trouble:
+                self._answer(200, "ok\n")
+            else:
+                state = "unhealthy" if health.dead else "degraded"
+                self._answer(503, "".join(f"{line}\n" for line in (state, *trouble)))
+        else:
+            self._answer(404, "not found: /metrics, /healthz, /healthz/live\n")
+
+    def _answer(self, status: int, text: str) -> None:
+        body = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def serve(metrics: Metrics, host: str, port: int, health: Callable[[], Health]) -> HTTPServer:
+    """Serve /metrics, /healthz and /healthz/live in a daemon thread, each connection in its own
+    thread with timeouts; returns the server (for shutdown)."""
+    handler = type("Handler", (_Handler,), {"registry": metrics.registry, "health": health})
+    server = _MetricsServer(host, port, handler)
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server

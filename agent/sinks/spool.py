@@ -14,17 +14,25 @@ page slack add roughly half again), plus free pages, which later appends reuse a
 hands back to the file system beyond `FREE_SLACK` (`auto_vacuum=INCREMENTAL`), plus at most
 `MAX_REJECTED` refused lines, plus the WAL: `WAL_LIMIT` after a checkpoint, and while one big
 transaction (a large eviction) is written, as much as that transaction changes.
+
+A damaged file (a power cut on an SD card) is moved aside by `open_store`, with its WAL, and
+the points that still read are copied into a new one, so the agent starts again and loses only
+what the damage took. A file deleted or replaced under
+a running agent is noticed (`replaced`) and written anew (`rebuild`) from the open connection,
+which still reads the deleted file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -52,14 +60,19 @@ WAL_LIMIT = 8 << 20  # the WAL is cut back to this after a checkpoint
 MAX_REJECTED = 100_000  # refused lines kept for inspection; the oldest go first
 _CHUNK = 500  # ids per statement, well below SQLite's variable limit
 _SIZE = "length(CAST(line AS BLOB))"  # UTF-8 bytes of a line, as counted on append
+_DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+_WAL_FILES = ("-wal", "-shm")  # beside the store; SQLite finds them by the store's name
 
 
 class SpoolError(OSError):
     """The spool could not be read or written (disk full, I/O error); one line for users."""
 
     def __init__(self, path: Path, exc: BaseException) -> None:
-        full = isinstance(exc, sqlite3.Error) and exc.sqlite_errorcode == sqlite3.SQLITE_FULL
+        # The primary code (the low byte of an extended one); errors of the module have none.
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        full = code == sqlite3.SQLITE_FULL
         self.full = full
+        self.damaged = code in _DAMAGED  # not a database, or a page of it is garbage
         self.path = path
         super().__init__(f"spool {'disk full' if full else 'error'}: {path} ({exc})")
 
@@ -86,6 +99,74 @@ def _create_private(path: Path) -> None:
     path.chmod(0o600)  # an older file may have been created with the umask's mode
 
 
+def _store_files(path: Path) -> list[Path]:
+    return [path, *(Path(f"{path}{suffix}") for suffix in _WAL_FILES)]
+
+
+def move_aside(path: Path, why: str) -> Path:
+    """Rename the store and its WAL files to `store.sqlite.WHY-TIME` (`…-wal`, `…-shm`), so
+    SQLite still reads them together; the new name of the store."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    aside = path.with_name(f"{path.name}.{why}-{stamp}")
+    n = 1
+    while any(p.exists() for p in _store_files(aside)):
+        n += 1
+        aside = path.with_name(f"{path.name}.{why}-{stamp}-{n}")
+    for source, target in zip(_store_files(path), _store_files(aside), strict=True):
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(source, target)
+    return aside
+
+
+@dataclass(frozen=True, slots=True)
+class Damage:
+    """A damaged store found at start: what SQLite said, where it went, and how many of its
+    points were copied into the new store."""
+
+    error: str
+    moved_to: Path
+    salvaged: int
+
+
+def open_store(
+    path: Path, *, max_bytes: int = 1 << 30, max_age: float = 30 * 86400.0
+) -> tuple[Spool, Damage | None]:
+    """The spool at `path`. A damaged one is moved aside and a new one started with the points
+    that still read, so a power cut does not keep the agent from starting ever again."""
+    try:
+        return Spool(path, max_bytes=max_bytes, max_age=max_age), None
+    except SpoolError as exc:
+        if not exc.damaged:
+            raise
+        error = str(exc.__cause__)
+    moved = move_aside(path, "damaged")
+    spool = Spool(path, max_bytes=max_bytes, max_age=max_age)
+    return spool, Damage(error, moved, spool.salvage(moved))
+
+
+def _readable_rows(path: Path) -> Iterator[tuple[int, str, float, str]]:
+    """The rows of a damaged store's points that still read: from the first until a damaged
+    page, then from the last back to it (as sqlite3's `.dump` does)."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return
+    columns = "SELECT id, meter, received, line FROM points WHERE id > ? ORDER BY id"
+    last = 0
+    try:
+        for sql in (columns, columns + " DESC"):
+            try:
+                for row in db.execute(sql, (last,)):
+                    if isinstance(row[1], str) and isinstance(row[3], str):  # not garbage
+                        last = max(last, int(row[0]))
+                        yield row[0], row[1], float(row[2]), row[3]
+                return
+            except (sqlite3.DatabaseError, TypeError, ValueError):
+                continue
+    finally:
+        db.close()
+
+
 class Spool:
     def __init__(
         self, path: Path, *, max_bytes: int = 1 << 30, max_age: float = 30 * 86400.0
@@ -94,22 +175,59 @@ class Spool:
         self.max_bytes = max_bytes  # 0: unbounded
         self.max_age = max_age  # 0: unbounded
         self._lock = threading.Lock()
-        try:
-            _create_private(path)
-            # One connection shared by the reader threads and the deliverer, behind self._lock;
-            # transactions are explicit (isolation_level=None).
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._open()
-        except (sqlite3.Error, OSError) as exc:
-            raise SpoolError(path, exc) from exc
         # Running totals, so stats() and the size bound never count the rows again.
         self._depth: dict[str, int] = {}
         self._bytes = 0
-        for meter, count, size in self._read(
-            f"SELECT meter, COUNT(*), SUM({_SIZE}) FROM points GROUP BY meter"
-        ):
-            self._depth[meter] = int(count)
-            self._bytes += int(size)
+        # The oldest `received` of a meter with rows, once probed: probed again only after some
+        # of its rows went, so stats() and the age bound make no query per meter every second.
+        self._oldest: dict[str, float] = {}
+        # (device, inode) of the file open, to notice it deleted; None: not open (rebuild failed)
+        self._identity: tuple[int, int] | None = None
+        self._connect()
+
+    def _connect(self) -> None:
+        try:
+            _create_private(self.path)
+            # One connection shared by the reader threads and the deliverer, behind self._lock;
+            # transactions are explicit (isolation_level=None).
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except (sqlite3.Error, OSError) as exc:
+            raise SpoolError(self.path, exc) from exc
+        self._db = db
+        try:
+            self._open()
+            totals = db.execute(
+                f"SELECT meter, COUNT(*), SUM({_SIZE}) FROM points GROUP BY meter"
+            ).fetchall()
+            stat = os.stat(self.path)
+        except (sqlite3.Error, OSError) as exc:
+            db.close()  # now: closing later would remove WAL files of whatever has this name
+            raise SpoolError(self.path, exc) from exc
+        self._count(totals)
+        self._identity = (stat.st_dev, stat.st_ino)
+
+    def _count(self, totals: list[Any]) -> None:
+        self._depth = {meter: int(count) for meter, count, _ in totals}
+        self._bytes = sum(int(size) for _, _, size in totals)
+        self._oldest = {}
+
+    def salvage(self, damaged: Path) -> int:
+        """Copy the points of a damaged store that still read into this one, with their ids
+        (so they keep their order and go out first); how many. A full disk ends it early."""
+        copied = 0
+        rows = _readable_rows(damaged)
+        insert = "INSERT OR IGNORE INTO points (id, meter, received, line) VALUES (?, ?, ?, ?)"
+        with self._lock:
+            try:
+                while batch := list(itertools.islice(rows, 1000)):
+                    self._transaction(lambda db: db.executemany(insert, batch))
+                    copied += len(batch)
+            except SpoolError:
+                pass
+            self._count(
+                self._read(f"SELECT meter, COUNT(*), SUM({_SIZE}) FROM points GROUP BY meter")
+            )
+        return copied
 
     def _open(self) -> None:
         db = self._db
@@ -150,7 +268,16 @@ class Spool:
             self._bytes -= size
         for meter, n in counts.items():
             self._depth[meter] -= n
+            self._oldest.pop(meter, None)
         return counts
+
+    def _oldest_received(self, meter: str) -> float:
+        """Of a meter with rows; a probe on the (meter, received) index only when not known."""
+        oldest = self._oldest.get(meter)
+        if oldest is None:
+            sql = "SELECT MIN(received) FROM points WHERE meter = ?"
+            oldest = self._oldest[meter] = float(self._read(sql, (meter,))[0][0])
+        return oldest
 
     def append(self, meter: str, received: float, lines: list[str]) -> None:
         """Commit one telegram's lines atomically; they count as accepted only once this returns."""
@@ -164,6 +291,8 @@ class Spool:
                     "INSERT INTO points (meter, received, line) VALUES (?, ?, ?)", rows
                 )
             )
+            if meter in self._oldest or not self._depth.get(meter):
+                self._oldest[meter] = min(received, self._oldest.get(meter, received))
             self._depth[meter] = self._depth.get(meter, 0) + len(lines)
             self._bytes += size
 
@@ -231,7 +360,8 @@ class Spool:
         with self._lock:
             if self.max_age > 0:
                 cutoff = now - self.max_age
-                for meter in [m for m, n in self._depth.items() if n]:
+                old = [m for m, n in self._depth.items() if n and self._oldest_received(m) < cutoff]
+                for meter in old:
                     n = self._evict_age(meter, cutoff)
                     if n:
                         evicted[meter, "age"] += n
@@ -276,15 +406,13 @@ class Spool:
                 raise SpoolError(self.path, exc) from exc
 
     def stats(self, now: float) -> SpoolStats:
-        """Depth, bytes and oldest age per meter: running totals plus one index probe per meter."""
+        """Depth, bytes and oldest age per meter, from running totals."""
         with self._lock:
             depth = dict(self._depth)
-            oldest: dict[str, float] = {}
-            for meter, n in depth.items():
-                oldest[meter] = 0.0
-                if n:  # MIN on the (meter, received) index: one probe, not a scan
-                    sql = "SELECT MIN(received) FROM points WHERE meter = ?"
-                    oldest[meter] = max(0.0, now - float(self._read(sql, (meter,))[0][0]))
+            oldest = {
+                meter: max(0.0, now - self._oldest_received(meter)) if n else 0.0
+                for meter, n in depth.items()
+            }
             size = self._bytes
         return SpoolStats(sum(depth.values()), size, depth, oldest)
 
@@ -301,6 +429,48 @@ class Spool:
             for _, line in rows:
                 yield str(line)
             last = int(rows[-1][0])
+
+    def replaced(self) -> bool:
+        """Whether the file at `path` is no longer the one open: deleted or replaced while the
+        agent runs, its appends would go to a file nobody can open again."""
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False  # cannot tell; the next appends will say what is wrong
+        return (stat.st_dev, stat.st_ino) != self._identity
+
+    def rebuild(self) -> Path | None:
+        """Write what the open file holds (it still reads a deleted one) to a new file at
+        `path` and go on there. A file found at `path` instead is moved aside: its new name."""
+        foreign = None
+        with self._lock:
+            if self._identity is not None:
+                fresh = self.path.with_name(self.path.name + ".rebuild")
+                try:
+                    with contextlib.suppress(FileNotFoundError):
+                        fresh.unlink()
+                    _create_private(fresh)  # VACUUM INTO fills an empty file, keeping its mode
+                    self._db.execute("VACUUM INTO ?", (str(fresh),))
+                except (sqlite3.Error, OSError) as exc:
+                    with contextlib.suppress(OSError):
+                        fresh.unlink()
+                    raise SpoolError(self.path, exc) from exc
+                # Closed first: it removes its WAL files by name, which are the new file's next.
+                self._db.close()
+                self._identity = None
+                if self.path.exists():
+                    foreign = move_aside(self.path, "replaced")
+                for stale in _store_files(self.path)[1:]:
+                    with contextlib.suppress(FileNotFoundError):
+                        stale.unlink()
+                try:
+                    os.replace(fresh, self.path)
+                except OSError as exc:
+                    raise SpoolError(self.path, exc) from exc
+            self._connect()
+        return foreign
 
     def close(self) -> None:
         with self._lock:

@@ -6,6 +6,10 @@
 - `file:PATH,follow`: like `tail -f`: read to the end, then keep reading what is appended, across
   rotation and truncation; it never ends.
 
+A FIFO (named pipe) is read as its writer writes, to the writer's end (`follow`: writer after
+writer). It is opened without blocking, so an agent whose writer has not come yet still starts,
+says that it waits, and notices a stop.
+
 All read in chunks, so a capture of any size takes bounded memory.
 """
 
@@ -13,6 +17,8 @@ from __future__ import annotations
 
 import os
 import re
+import select
+import stat
 import threading
 import time
 from collections import deque
@@ -254,9 +260,74 @@ class FollowFileSource(_Capture):
         self.connected = False
 
 
+class FifoSource(_Capture):
+    """A FIFO: what its writer writes, until it closes (with `follow`, writer after writer)."""
+
+    def __init__(self, path: Path, *, name: str | None = None, follow: bool = False) -> None:
+        super().__init__(name or f"file:{path}" + (",follow" if follow else ""))
+        self.path = path
+        self.follow = follow
+        self.connected = False  # a writer is there
+        self._writers = 0
+        self._said_waiting = False
+        self._fd = -1
+        self._open()
+
+    def _writer_there(self) -> None:
+        if not self.connected:
+            self.connected = True
+            self._writers += 1
+            self.reconnects = self._writers - 1
+
+    def _open(self) -> None:
+        # O_NONBLOCK: a plain open would wait, uninterruptibly, until a writer opens the FIFO.
+        self._fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        self._poll = select.poll()
+        self._poll.register(self._fd, select.POLLIN)
+
+    def read(self) -> bytes | None:
+        # Linux wakes a poll on a FIFO when a writer writes or goes, not while none ever came.
+        woken = bool(self._poll.poll(POLL * 1000))
+        try:
+            data = os.read(self._fd, CHUNK)
+        except BlockingIOError:  # a writer that has not written yet
+            self._writer_there()
+            return b""
+        if data:
+            self._writer_there()
+            self.bytes_total += len(data)
+            return data
+        if not woken:  # end of file without a wake-up: no writer yet
+            self.last_error = f"no writer on the FIFO {self.path} yet"
+            if not self._said_waiting:
+                self._said_waiting = True
+                log.info(f"{self.path} is a FIFO; waiting for a writer", source=self.name)
+            return b""
+        self.connected = False
+        if not self.follow:
+            return None
+        log.info(f"the writer of {self.path} closed it; waiting for the next", source=self.name)
+        os.close(self._fd)
+        self._open()
+        return b""
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self.connected = False
+
+
+def _is_fifo(path: Path) -> bool:
+    try:
+        return stat.S_ISFIFO(path.stat().st_mode)
+    except OSError:
+        return False
+
+
 def open_file(
     url: str, stop: threading.Event, name: str | None = None
-) -> FileSource | RealtimeFileSource | FollowFileSource:
+) -> FileSource | RealtimeFileSource | FollowFileSource | FifoSource:
     """`file:PATH[,realtime|,follow]`; ValueError with a one-line reason."""
     spec = url.removeprefix("file:")
     options = []
@@ -272,6 +343,10 @@ def open_file(
     path = Path(spec)
     if path.is_dir():
         raise ValueError(f"capture file {path} is a directory")
+    if _is_fifo(path):
+        if options == ["realtime"]:
+            raise ValueError(f"source {url!r}: {path} is a FIFO, read as it is written")
+        return FifoSource(path, name=name, follow=options == ["follow"])
     if options == ["follow"]:
         return FollowFileSource(path, stop, name=name)
     if not path.exists():

@@ -8,6 +8,7 @@ an exception out of `read()`.
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 import time
 import urllib.parse
@@ -45,7 +46,87 @@ class Port(Protocol):
 PortFactory = Callable[[str, LineSettings, float], Port]
 
 
+class TcpPort:
+    """A TCP bridge (`socket://HOST:PORT`) read straight from its socket.
+
+    pyserial's socket:// discards what the bridge sent before the connection was set up
+    (`reset_input_buffer` on open) and what one read had gathered when the peer closes or resets
+    within it. Here the bytes that came before the end are returned first, and the end is
+    raised on the next read. A read gathers for up to `timeout`, as pyserial's did, so the
+    pipeline gets a telegram in one piece instead of a packet at a time.
+    """
+
+    CONNECT_TIMEOUT = 5.0
+
+    def __init__(self, url: str, timeout: float) -> None:
+        parts = urllib.parse.urlsplit(url)
+        if parts.hostname is None or parts.port is None:
+            raise ValueError(f"{mask_url(url)} is not socket://HOST:PORT")
+        self.timeout = timeout
+        self._ended: OSError | None = None  # how the link ended, raised once its bytes are out
+        # A reset that came with the connection: the socket reads what came before it, then an
+        # end of file, which is this reset.
+        self._sock, self._reset = _connect(parts.hostname, parts.port, self.CONNECT_TIMEOUT)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def read(self, size: int) -> bytes:
+        if self._ended is not None:
+            raise self._ended
+        data = bytearray()
+        deadline = time.monotonic() + self.timeout
+        while len(data) < size:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._sock.settimeout(left)
+            try:
+                chunk = self._sock.recv(size - len(data))
+            except TimeoutError:
+                break
+            except OSError as exc:
+                self._ended = exc
+                break
+            if not chunk:
+                self._ended = self._reset or ConnectionError("the peer closed the connection")
+                break
+            data += chunk
+        if not data and self._ended is not None:
+            raise self._ended
+        return bytes(data)
+
+    def apply_settings(self, d: dict[str, object]) -> None:
+        """The bridge sets the line speed; nothing to apply here."""
+
+    def reset_input_buffer(self) -> None:
+        """Never discards: speed probing is refused for socket:// (open_serial)."""
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def _connect(host: str, port: int, timeout: float) -> tuple[socket.socket, OSError | None]:
+    """socket.create_connection, except for a connection reset as soon as it was set up (a bridge
+    that sends what it holds and hangs up, faster than this process got to run): the socket is
+    kept with the reset, because the bytes sent before it are still there to read."""
+    error = OSError(f"no address for {host}")
+    for family, kind, proto, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(address)
+        except ConnectionResetError as exc:
+            return sock, exc
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        return sock, None
+    raise error
+
+
 def open_port(url: str, settings: LineSettings, timeout: float) -> Port:
+    if url.partition("://")[0].lower() == "socket":
+        return TcpPort(url, timeout)
     port = serial.serial_for_url(url, do_not_open=True)
     port.apply_settings({**settings.as_pyserial(), "timeout": timeout})
     port.open()

@@ -1,0 +1,36 @@
+"""Retention of the data directory's daily files (raw captures, noise logs): days older than the
+configured age are deleted, so a capture kept on an SD card cannot fill it over the years."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger("p1-agent.retention")
+
+_DATED = re.compile(r"-(\d{4}-\d{2}-\d{2})\.")
+
+
+def expire(directory: Path, pattern: str, max_age: float, now: float) -> list[Path]:
+    """Delete the files matching `pattern` whose UTC date in the name (`-YYYY-MM-DD.`) is over
+    `max_age` seconds before `now`; 0 keeps everything. The files deleted."""
+    if max_age <= 0:
+        return []
+    oldest = time.strftime("%Y-%m-%d", time.gmtime(now - max_age))
+    gone = []
+    for path in sorted(directory.glob(pattern)):
+        match = _DATED.search(path.name)
+        if match is None or match.group(1) >= oldest:
+            continue
+        try:
+            path.unlink()
+        except OSError as exc:
+            log.error("cannot delete an expired file", path=str(path), error=str(exc))
+            continue
+        gone.append(path)
+    if gone:
+        log.info("expired daily files deleted", directory=str(directory), files=len(gone))
+    return gone
