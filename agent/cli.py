@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 
-from agent.config import OPTIONS, parse_bool
+from agent.config import OPTIONS, OPTIONS_BY_KEY, SOURCE, Option, Settings, parse_bool
 from agent.noise import ALL_MODES as NOISE_MODES
 from agent.noise import BAD_LINE
 from agent.simulate import FLAVOURS
@@ -79,20 +79,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Export the points in DATA_DIR/store.sqlite (the embedded store, or what the "
         "spool still holds for InfluxDB), oldest first. Read-only: the store keeps them.",
     )
+    data_dir = OPTIONS_BY_KEY["data_dir"]
     export.add_argument(
-        "--data-dir",
-        metavar="DIR",
-        help="the agent's data directory (P1_DATA_DIR; default: ./data)",
+        data_dir.flag,
+        metavar=data_dir.metavar,
+        help=f"the agent's data directory ({data_dir.env}; default: ./{data_dir.default})",
     )
-    export.add_argument(
-        "--format",
-        choices=("line-protocol", "jsonl", "csv"),
-        default="line-protocol",
-        help="output format (default: line-protocol, which `influx write` imports)",
-    )
-    export.add_argument(
-        "--output", "-o", default="-", metavar="FILE", help="output file, - for stdout (default)"
-    )
+    _format_and_output(export, ("line-protocol", "jsonl", "csv"), ", which `influx write` imports")
 
     health = sub.add_parser(
         "healthcheck",
@@ -101,10 +94,11 @@ def _parser() -> argparse.ArgumentParser:
         "A source or InfluxDB in trouble does not fail it (a restart would not mend them): "
         "/healthz says so.",
     )
+    address = OPTIONS_BY_KEY["metrics_address"]
     health.add_argument(
-        "--metrics-address",
-        metavar="HOST:PORT",
-        help="where the agent serves /healthz (P1_METRICS_ADDRESS; default: 127.0.0.1:9224)",
+        address.flag,
+        metavar=address.metavar,
+        help=_help(address, "where the agent serves /healthz"),
     )
 
     replay = sub.add_parser(
@@ -116,21 +110,13 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "paths", nargs="+", metavar="PATH", help="capture files, gzip or plain; - for stdin"
     )
-    replay.add_argument(
-        "--format",
-        choices=("csv", "jsonl", "line-protocol"),
-        default="csv",
-        help="output format (default: csv)",
-    )
-    replay.add_argument(
-        "--output", "-o", default="-", metavar="FILE", help="output file, - for stdout (default)"
-    )
+    _format_and_output(replay, ("csv", "jsonl", "line-protocol"))
     replay.add_argument(
         "--meter-timezone",
-        default="auto",
+        default=Settings.meter_timezone,
         metavar="ZONE",
-        help="meter clock zone (default: auto, CET rules and Europe/Dublin for the Irish Iskra; "
-        "Lithuania: Europe/Vilnius)",
+        help=f"meter clock zone (default: {Settings.meter_timezone}, CET rules and Europe/Dublin "
+        "for the Irish Iskra; Lithuania: Europe/Vilnius)",
     )
     replay.add_argument(
         "--start",
@@ -148,9 +134,9 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--max-frame",
         type=int,
-        default=16 * 1024,
+        default=Settings.max_frame,
         metavar="BYTES",
-        help="drop frames longer than this (default: 16384)",
+        help=f"drop frames longer than this (default: {Settings.max_frame})",
     )
     replay.add_argument(
         "--no-progress", action="store_true", help="no progress bar, even on a terminal"
@@ -210,30 +196,51 @@ def _parser() -> argparse.ArgumentParser:
         "start_mangled to double_predicted the flavour has (ff_run is hu only); --noise MODE=RATE "
         "then overrides single modes",
     )
-    simulate.add_argument(
+    _output(simulate)
+    return parser
+
+
+def _format_and_output(
+    parser: argparse.ArgumentParser, formats: tuple[str, ...], why: str = ""
+) -> None:
+    """--format, the first of `formats` by default, and --output."""
+    parser.add_argument(
+        "--format",
+        choices=formats,
+        default=formats[0],
+        help=f"output format (default: {formats[0]}{why})",
+    )
+    _output(parser)
+
+
+def _output(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--output", "-o", default="-", metavar="FILE", help="output file, - for stdout (default)"
     )
-    return parser
+
+
+def _help(option: Option, text: str | None = None) -> str:
+    """The option's help (or `text`), its variable and its default."""
+    default = f"; default: {option.default}" if option.default not in (None, "") else ""
+    return f"{text or option.help} ({option.env}{default})"
 
 
 def _agent_options(parser: argparse.ArgumentParser) -> None:
     """`run` and `check-config` share every option, generated from the one table in config."""
     parser.add_argument("--config", metavar="FILE", help="TOML settings file (P1_CONFIG)")
-    parser.add_argument(
-        "--source",
-        action="append",
-        metavar="URL",
-        help="a meter to read (see below); repeat for several (P1_SOURCE; default: simulator)",
-    )
+    parser.add_argument(SOURCE.flag, action="append", metavar=SOURCE.metavar, help=_help(SOURCE))
     for option in OPTIONS:
-        default = f"; default: {option.default}" if option.default not in (None, "") else ""
-        text = f"{option.help} ({option.env}{default})"
         if option.parse is parse_bool:
             parser.add_argument(
-                option.flag, dest=option.dest, action=argparse.BooleanOptionalAction, help=text
+                option.flag,
+                dest=option.dest,
+                action=argparse.BooleanOptionalAction,
+                help=_help(option),
             )
         else:
-            parser.add_argument(option.flag, dest=option.dest, metavar=option.metavar, help=text)
+            parser.add_argument(
+                option.flag, dest=option.dest, metavar=option.metavar, help=_help(option)
+            )
 
 
 def _iso_time(text: str) -> datetime:

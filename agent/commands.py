@@ -244,14 +244,11 @@ def _check_source(
 
 
 def export_command(args: argparse.Namespace) -> int:
-    import os
-    from pathlib import Path
-
+    from agent.config import resolve
     from agent.replay import open_output
     from agent.sinks.export import export
 
-    data_dir = Path(args.data_dir or os.environ.get("P1_DATA_DIR") or "data")
-    path = data_dir / "store.sqlite"
+    path = resolve("data_dir", args.data_dir) / "store.sqlite"
     if not path.is_file():
         raise ValueError(f"no local store at {path} (is --data-dir right?)")
     _stdout_open(args.output)
@@ -268,17 +265,12 @@ def export_command(args: argparse.Namespace) -> int:
 
 
 def healthcheck_command(args: argparse.Namespace) -> int:
-    import os
     import urllib.error
     import urllib.request
 
-    from agent.config import DEFAULT_METRICS_ADDRESS, ConfigError, parse_address
+    from agent.config import resolve
 
-    text = args.metrics_address or os.environ.get("P1_METRICS_ADDRESS") or DEFAULT_METRICS_ADDRESS
-    try:
-        host, port = parse_address(text)
-    except ConfigError as exc:
-        raise ValueError(str(exc)) from None
+    host, port = resolve("metrics_address", args.metrics_address)  # ConfigError: one line
     # Listening everywhere: ask over loopback.
     host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}/healthz/live"

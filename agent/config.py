@@ -1,69 +1,45 @@
 """One typed settings object for `p1-agent run`, from flags, P1_* environment variables and TOML.
 
 Precedence: flags, then the environment, then the TOML file (`--config` / `P1_CONFIG`), then the
-defaults. Every option has one dotted TOML key (`influx.url`); its flag and variable follow from
-it (`--influx-url`, `P1_INFLUX_URL`), so the three spellings cannot drift apart. Secrets (the
+defaults. Every option is declared once, as a field of the dataclass that holds its value
+(`Settings`, `SourceSettings`, `InfluxTarget`): `setting()` gives it its dotted TOML key
+(`influx.url`), from which its flag and variable follow (`--influx-url`, `P1_INFLUX_URL`), its
+default as the user writes it (`30s`), the parser that makes the typed value and the help.
+`OPTIONS`, the command line, `load()` and `describe()` all walk those fields, and other modules
+take a default from the class (`Settings.read_timeout`), so nothing is written twice. Secrets (the
 InfluxDB token and password) come only from the environment or from files: a flag would show in
 `ps` and a config file tends to end up in a repository.
 """
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import ipaddress
 import math
 import os
 import re
 import tomllib
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
+from agent.framing import DEFAULT_MAX_FRAME
 from agent.redact import MASK, mask_url
+from agent.telegram import AUTO_ZONE
 
-if TYPE_CHECKING:  # the client library is imported only when an InfluxDB is configured
-    from agent.sinks.influx import InfluxTarget
-
-DEFAULT_METRICS_ADDRESS = "127.0.0.1:9224"
+DAY = 86400.0
 
 
 class ConfigError(ValueError):
     """A bad setting; its message is shown to the user as one line."""
 
 
-@dataclass(frozen=True, slots=True)
-class SourceSettings:
-    url: str
-    name: str | None = None  # the `meter` tag; None: the equipment identifier from the telegram
-    serial_settings: str = "115200-8N1"
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    sources: list[SourceSettings] = field(default_factory=lambda: [SourceSettings("simulator")])
-    data_dir: Path = Path("data")
-    metrics_host: str = "127.0.0.1"
-    metrics_port: int = 9224
-    meter_timezone: str = "auto"
-    max_frame: int = 16 * 1024
-    log_level: str = "info"
-    read_timeout: float = 30.0
-    raw_capture: bool = False
-    raw_capture_max_age: float = 90 * 86400.0
-    influx: InfluxTarget | None = None
-    batch_size: int = 5000
-    influx_degraded_after: float = 300.0  # /healthz says degraded once writes failed this long
-    spool_max_bytes: int = 1 << 30
-    spool_max_age: float = 30 * 86400.0
-    summary_interval: float = 300.0
-    fuse_limit: float = 25.0
-    max_meters: int = 16  # per source, in the metrics
-    meter_expiry: float = 3600.0
-    # Where each effective value came from ("flag", "P1_…", "config file", "default").
-    origins: dict[str, str] = field(default_factory=dict, compare=False)
-
+# --- Parsers: the text of a flag, variable or TOML value → the typed value; `what` names the
+# setting in the one-line error ("read timeout 'soon' is not a duration …").
 
 # Labels of letters, digits, `-` and `_` (Docker Compose names hold `_`); no spaces, no `%`.
 _HOSTNAME = re.compile(r"(?!-)[\w-]{1,63}(?<!-)(\.(?!-)[\w-]{1,63}(?<!-))*\.?", re.ASCII)
@@ -78,17 +54,17 @@ def valid_host(host: str) -> bool:
     return True
 
 
-def parse_address(text: str) -> tuple[str, int]:
+def parse_address(text: str, what: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"metrics address {text!r} is not HOST:PORT (e.g. 127.0.0.1:9224)")
+        raise ConfigError(f"{what} {text!r} is not HOST:PORT (e.g. 127.0.0.1:9224)")
     host = host.strip("[]") or "127.0.0.1"
     if not valid_host(host):
-        raise ConfigError(f"metrics address {text!r}: {host!r} is not a host name or IP address")
+        raise ConfigError(f"{what} {text!r}: {host!r} is not a host name or IP address")
     return host, int(port)
 
 
-_DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY}
 _SIZE_UNITS = {
     "": 1,
     "b": 1,
@@ -173,14 +149,79 @@ def _text(text: str, what: str) -> str:
     return text
 
 
-@dataclass(frozen=True, slots=True)
+def _path(text: str, what: str) -> Path:
+    return Path(text)
+
+
+def _influx_url(url: str, what: str) -> str:
+    """The URL without a final `/`, if a request to it can work at all; its password never in
+    the message."""
+    shown = mask_url(url)
+    if not re.match(r"https?://[^/\s]+", url):
+        raise ConfigError(f"{what} {shown!r} is not an http:// or https:// URL")
+    try:
+        parts: urllib.parse.SplitResult | None = urllib.parse.urlsplit(url)
+    except ValueError:  # a bad IPv6 literal
+        parts = None
+    try:
+        port = parts.port if parts is not None else None
+    except ValueError:  # not a number; a password's unencoded `/` ends the host early
+        port = -1
+    if any(c.isspace() or ord(c) < 0x20 for c in url):
+        problem = "has a space or control character"
+    elif parts is None:
+        problem = "is not a valid URL"
+    elif port is not None and not 0 < port < 65536:
+        problem = "has no valid port" + (
+            " (a `/` or `@` in its password must be written %2F, %40)" if "@" in url else ""
+        )
+    elif not valid_host(parts.hostname or ""):
+        problem = "names no valid host"
+    elif parts.query or parts.fragment or url.endswith(("?", "#")):
+        problem = "has a query or fragment; the agent adds the write API's own"
+    else:
+        return url.rstrip("/")
+    raise ConfigError(f"{what} {shown!r} {problem}")
+
+
+# --- Formatters: a typed value → what check-config prints, as a TOML file accepts it back.
+
+
+def _size_text(n: int) -> str:
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n and n % factor == 0:
+            return f"{n // factor}{unit}"
+    return str(n)
+
+
+def _duration_text(seconds: float) -> str:
+    for unit, factor in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % factor == 0:
+            return f"{seconds / factor:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def _address_text(address: tuple[str, int]) -> str:
+    return f"{address[0]}:{address[1]}"
+
+
+def _same(value: object) -> object:
+    return value
+
+
+# --- Declaring an option.
+
+
+@dataclass(frozen=True)
 class Option:
     key: str  # dotted TOML key
-    parse: Callable[[str, str], object]
-    default: str | None
+    parse: Callable[[str, str], Any]  # text → the typed value
+    default: str | None  # as the user would write it (`30s`); None: none
     help: str
     metavar: str = "VALUE"
     number: bool = False  # the TOML file may give it as a number (not only as a string)
+    show: Callable[[Any], object] = _same  # the typed value → what check-config prints
+    api: str | None = None  # used with this InfluxDB API only (check-config shows it only then)
 
     @property
     def dest(self) -> str:
@@ -194,180 +235,315 @@ class Option:
     def flag(self) -> str:
         return "--" + self.dest.replace("_", "-")
 
+    @property
+    def what(self) -> str:
+        """The setting in messages: `influx timeout`."""
+        return self.key.replace("_", " ").replace(".", " ")
 
-OPTIONS = [
-    Option("data_dir", _text, "data", "spool, state and raw captures", metavar="DIR"),
-    Option(
-        "metrics_address",
-        _text,
-        DEFAULT_METRICS_ADDRESS,
-        "Prometheus /metrics and /healthz",
-        metavar="HOST:PORT",
-    ),
-    Option(
-        "meter_timezone",
-        _text,
-        "auto",
-        "meter clock zone (auto: CET rules, Irish time for the Irish Iskra)",
-        metavar="ZONE",
-    ),
-    Option(
-        "max_frame",
-        _whole(64, 1 << 20),  # a telegram is at most a few KiB; the framer holds this much
-        str(16 * 1024),
-        "drop frames longer than this many bytes",
-        metavar="BYTES",
+    @property
+    def table(self) -> str:
+        """The TOML table it belongs in; "" for the top level."""
+        return self.key.rpartition(".")[0]
+
+
+@dataclass(frozen=True)
+class Secret:
+    key: str  # never a TOML key nor a flag, only a variable and a file
+    what: str  # in messages: "the token file …"
+
+    @property
+    def env(self) -> str:
+        return "P1_" + self.key.replace(".", "_").upper()
+
+
+def setting(
+    key: str,
+    default: str | None,
+    help: str,
+    *,
+    parse: Callable[[str, str], Any] = _text,
+    metavar: str = "VALUE",
+    number: bool = False,
+    show: Callable[[Any], object] = _same,
+    api: str | None = None,
+    required: bool = False,
+) -> Any:
+    """A dataclass field declaring an option; its default is `default` parsed (None when there is
+    no default). `required`: no default at all, the class cannot be made without it."""
+    option = Option(key, parse, default, help, metavar, number, show, api)
+    if required:
+        return field(metadata={"option": option})
+    value = None if default is None else parse(default, option.what)
+    return field(default=value, metadata={"option": option})
+
+
+def duration(key: str, default: str, help: str, low: float, high: float) -> Any:
+    """Seconds from `low` to `high`, written `90`, `30s`, `15m`, `12h`, `30d`."""
+    return setting(
+        key,
+        default,
+        help,
+        parse=_duration(low, high),
+        metavar="DURATION",
         number=True,
-    ),
-    Option(
-        "log_level",
-        _choice("debug", "info", "warning", "error"),
-        "info",
-        "log level",
-        metavar="LEVEL",
-    ),
-    Option(
+        show=_duration_text,
+    )
+
+
+def size(key: str, default: str, help: str) -> Any:
+    """Bytes, written `500MB`, `1GiB`; shown in the largest binary unit that divides them."""
+    return setting(
+        key, default, help, parse=parse_size, metavar="SIZE", number=True, show=_size_text
+    )
+
+
+def whole(key: str, default: str, help: str, low: int, high: int, *, metavar: str) -> Any:
+    """A whole number from `low` to `high`."""
+    return setting(key, default, help, parse=_whole(low, high), metavar=metavar, number=True)
+
+
+def switch(key: str, default: str, help: str) -> Any:
+    """True or false: `--name` / `--no-name`, `true`/`false` (or yes/no, on/off, 1/0)."""
+    return setting(key, default, help, parse=parse_bool)
+
+
+def secret(key: str, what: str, help: str, *, api: str) -> Any:
+    """A secret, read from its variable (`P1_INFLUX_TOKEN`) or the file `P1_…_FILE` names, else
+    from the file of the option `key_file`, which is the option this declares."""
+    hidden = Secret(key, what)
+    option = Option(
+        key + "_file", _text, None, f"{help} (or {hidden.env})", metavar="FILE", api=api
+    )
+    return field(default=None, metadata={"option": option, "secret": hidden})
+
+
+# --- The settings, each option declared once, in the order check-config prints them.
+
+DEFAULT_SOURCE = "simulator"
+# Not in OPTIONS: repeated as a flag, separated by spaces in P1_SOURCE, tables in the file.
+SOURCE = Option(
+    "source", _text, DEFAULT_SOURCE, "a meter to read (see below); repeat for several", "URL"
+)
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """A meter to read: `--source` / `P1_SOURCE` (`[NAME=]URL`), or a `[[source]]` table."""
+
+    url: str
+    name: str | None = None  # the `meter` tag; None: the equipment identifier from the telegram
+    # At the top level: for every source without its own.
+    serial_settings: str = setting(
         "serial_settings",
-        _text,
         "115200-8N1",
         "speed and format: 115200-8N1, 9600-7E1 (DSMR 2.2/3) or auto",
         metavar="SETTINGS",
-    ),
-    Option(
-        "read_timeout",
-        _duration(1.0, 86400.0),
-        "30s",
-        "reconnect when a connected source sends nothing this long",
-        metavar="DURATION",
-        number=True,
-    ),
-    Option(
-        "max_meters",
-        _whole(1, 1000),
-        "16",
-        "meters one source may have in the metrics; readings of more are still stored",
-        metavar="N",
-        number=True,
-    ),
-    Option(
-        "meter_expiry",
-        _duration(1.0, 365 * 86400.0),
-        "1h",
-        "a meter that sent nothing this long leaves the metrics (not a source's last meter)",
-        metavar="DURATION",
-        number=True,
-    ),
-    Option(
-        "fuse_limit",
-        _amperes,
-        "25",
-        "main fuse per phase in amperes, for alerts",
-        metavar="AMPERES",
-        number=True,
-    ),
-    Option("raw_capture", parse_bool, "false", "keep raw bytes in DATA_DIR/raw, one file a day"),
-    Option(
-        "raw_capture_max_age",
-        _duration(0.0, 100 * 365 * 86400.0),
-        "90d",
-        "delete raw captures and noise logs of days older than this (0: keep them all)",
-        metavar="DURATION",
-        number=True,
-    ),
-    Option(
+    )
+
+
+@dataclass(frozen=True)
+class InfluxTarget:
+    """The `[influx]` table: where and how the writers write (see `agent.sinks.influx`)."""
+
+    url: str = setting(
         "influx.url",
-        _text,
         None,
         "InfluxDB URL; without it readings stay in the local store",
+        parse=_influx_url,
         metavar="URL",
-    ),
-    Option(
+        show=mask_url,
+        required=True,
+    )
+    api: str = setting(
         "influx.api",
-        _choice("v2", "v1"),
         "v2",
         "v2 (InfluxDB 2.x, 3.x, 1.8+) or v1 (1.x)",
+        parse=_choice("v2", "v1"),
         metavar="v2|v1",
-    ),
-    Option("influx.org", _text, "", "v2 organisation", metavar="ORG"),
-    Option("influx.bucket", _text, "p1", "v2 bucket", metavar="BUCKET"),
-    Option(
-        "influx.token_file",
-        _text,
-        None,
-        "file holding the v2 token (or P1_INFLUX_TOKEN)",
-        metavar="FILE",
-    ),
-    Option("influx.database", _text, "p1", "v1 database", metavar="NAME"),
-    Option(
+    )
+    org: str = setting("influx.org", "", "v2 organisation", metavar="ORG", api="v2")
+    bucket: str = setting("influx.bucket", "p1", "v2 bucket", metavar="BUCKET", api="v2")
+    token: str | None = secret("influx.token", "token", "file holding the v2 token", api="v2")
+    database: str = setting("influx.database", "p1", "v1 database", metavar="NAME", api="v1")
+    retention_policy: str | None = setting(
         "influx.retention_policy",
-        _text,
         None,
         "v1 retention policy (default: the database's)",
         metavar="NAME",
-    ),
-    Option("influx.username", _text, None, "v1 user", metavar="USER"),
-    Option(
-        "influx.password_file",
-        _text,
-        None,
-        "file holding the v1 password (or P1_INFLUX_PASSWORD)",
-        metavar="FILE",
-    ),
-    Option("influx.ca_file", _text, None, "CA certificate file for TLS", metavar="FILE"),
-    Option("influx.verify_tls", parse_bool, "true", "verify the server's TLS certificate"),
-    Option("influx.gzip", parse_bool, "true", "compress writes"),
-    Option(
-        "influx.timeout",
-        _duration(0.1, 300.0),  # a longer write holds up shutdown and every point behind it
-        "10s",
-        "time allowed for one write",
-        metavar="DURATION",
+        api="v1",
+    )
+    username: str | None = setting("influx.username", None, "v1 user", metavar="USER", api="v1")
+    password: str | None = secret(
+        "influx.password", "password", "file holding the v1 password", api="v1"
+    )
+    ca_file: str | None = setting(
+        "influx.ca_file", None, "CA certificate file for TLS", metavar="FILE"
+    )
+    verify_tls: bool = switch("influx.verify_tls", "true", "verify the server's TLS certificate")
+    gzip: bool = switch("influx.gzip", "true", "compress writes")
+    # A longer write holds up shutdown and every point behind it.
+    timeout: float = duration("influx.timeout", "10s", "time allowed for one write", 0.1, 300.0)
+
+    def __post_init__(self) -> None:
+        if self.api not in ("v1", "v2"):
+            raise ValueError(f"unknown InfluxDB API {self.api!r} (v1 or v2)")
+
+    def __repr__(self) -> str:
+        parts = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if "secret" in f.metadata and value:
+                value = MASK
+            parts.append(f"{f.name}={value!r}")
+        return f"InfluxTarget({', '.join(parts)})"
+
+    @property
+    def shown_url(self) -> str:
+        """The URL for messages: without any `user:password@`."""
+        parts = urllib.parse.urlsplit(self.url)
+        host = parts.netloc.rpartition("@")[2]
+        return urllib.parse.urlunsplit(parts._replace(netloc=host)).rstrip("/")
+
+    def scrub(self, text: str) -> str:
+        """Server text with the secrets masked, in case a proxy or server echoes them."""
+        secrets = [self.token, self.password]
+        if self.username:  # an echoed Authorization header carries them in base64
+            basic = f"{self.username}:{self.password or ''}".encode()
+            secrets.append(base64.b64encode(basic).decode())
+        for value in secrets:
+            if value:
+                text = text.replace(value, MASK)
+        return text
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What `run` and `check-config` take: the top-level options, then the tables."""
+
+    data_dir: Path = setting(
+        "data_dir", "data", "spool, state and raw captures", parse=_path, metavar="DIR"
+    )
+    metrics_address: tuple[str, int] = setting(
+        "metrics_address",
+        "127.0.0.1:9224",
+        "Prometheus /metrics and /healthz",
+        parse=parse_address,
+        metavar="HOST:PORT",
+        show=_address_text,
+    )
+    meter_timezone: str = setting(
+        "meter_timezone",
+        AUTO_ZONE,
+        f"meter clock zone ({AUTO_ZONE}: CET rules, Irish time for the Irish Iskra)",
+        metavar="ZONE",
+    )
+    # A telegram is at most a few KiB; the framer holds this much.
+    max_frame: int = whole(
+        "max_frame",
+        str(DEFAULT_MAX_FRAME),
+        "drop frames longer than this many bytes",
+        64,
+        1 << 20,
+        metavar="BYTES",
+    )
+    log_level: str = setting(
+        "log_level",
+        "info",
+        "log level",
+        parse=_choice("debug", "info", "warning", "error"),
+        metavar="LEVEL",
+    )
+    sources: list[SourceSettings] = field(
+        default_factory=lambda: [SourceSettings(DEFAULT_SOURCE)],
+        metadata={"table": SourceSettings},
+    )
+    read_timeout: float = duration(
+        "read_timeout", "30s", "reconnect when a connected source sends nothing this long", 1, DAY
+    )
+    fuse_limit: float = setting(
+        "fuse_limit",
+        "25",
+        "main fuse per phase in amperes, for alerts",
+        parse=_amperes,
+        metavar="AMPERES",
         number=True,
-    ),
-    Option(
+    )
+    max_meters: int = whole(  # per source, in the metrics
+        "max_meters",
+        "16",
+        "meters one source may have in the metrics; readings of more are still stored",
+        1,
+        1000,
+        metavar="N",
+    )
+    meter_expiry: float = duration(
+        "meter_expiry",
+        "1h",
+        "a meter that sent nothing this long leaves the metrics (not a source's last meter)",
+        1,
+        365 * DAY,
+    )
+    raw_capture: bool = switch(
+        "raw_capture", "false", "keep raw bytes in DATA_DIR/raw, one file a day"
+    )
+    raw_capture_max_age: float = duration(
+        "raw_capture_max_age",
+        "90d",
+        "delete raw captures and noise logs of days older than this (0: keep them all)",
+        0,
+        100 * 365 * DAY,
+    )
+    summary_interval: float = duration(
+        "log_summary_interval", "5m", "one log line per interval for noise", 1, DAY
+    )
+    influx: InfluxTarget | None = field(default=None, metadata={"table": InfluxTarget})
+    # A batch is held in memory, twice (lines and request body).
+    batch_size: int = whole(
+        "influx.batch_size", "5000", "points per write", 1, 100_000, metavar="POINTS"
+    )
+    influx_degraded_after: float = duration(
         "influx.degraded_after",
-        _duration(1.0, 30 * 86400.0),
         "5m",
         "/healthz reports degraded once writes have failed this long",
-        metavar="DURATION",
-        number=True,
-    ),
-    Option(
-        "influx.batch_size",
-        _whole(1, 100_000),  # a batch is held in memory, twice (lines and request body)
-        "5000",
-        "points per write",
-        metavar="POINTS",
-        number=True,
-    ),
-    Option(
-        "spool.max_size",
-        parse_size,
-        "1GiB",
-        "spool bound; the oldest points go first",
-        metavar="SIZE",
-        number=True,
-    ),
-    Option(
-        "spool.max_age",
-        _duration(0.0, 100 * 365 * 86400.0),
-        "30d",
-        "drop spooled points older than this",
-        metavar="DURATION",
-        number=True,
-    ),
-    Option(
-        "log_summary_interval",
-        _duration(1.0, 86400.0),
-        "5m",
-        "one log line per interval for noise",
-        metavar="DURATION",
-        number=True,
-    ),
-]
-_BY_KEY = {option.key: option for option in OPTIONS}
-SECRETS = {"influx.token": "P1_INFLUX_TOKEN", "influx.password": "P1_INFLUX_PASSWORD"}
+        1,
+        30 * DAY,
+    )
+    spool_max_bytes: int = size("spool.max_size", "1GiB", "spool bound; the oldest points go first")
+    spool_max_age: float = duration(
+        "spool.max_age", "30d", "drop spooled points older than this", 0, 100 * 365 * DAY
+    )
+    # Where each effective value came from ("flag", "P1_…", "config file", "default").
+    origins: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def metrics_host(self) -> str:
+        return self.metrics_address[0]
+
+    @property
+    def metrics_port(self) -> int:
+        return self.metrics_address[1]
+
+
+def _declared(cls: type) -> Iterator[dataclasses.Field[Any]]:
+    """The fields of `cls` that declare an option, those of its tables included."""
+    for f in dataclasses.fields(cls):
+        if "option" in f.metadata:
+            yield f
+        if "table" in f.metadata:
+            yield from _declared(f.metadata["table"])
+
+
+OPTIONS: list[Option] = [f.metadata["option"] for f in _declared(Settings)]
+OPTIONS_BY_KEY = {option.key: option for option in OPTIONS}
+SECRETS = {
+    hidden.key: hidden.env
+    for f in _declared(Settings)
+    if (hidden := f.metadata.get("secret")) is not None
+}
 _NAMED_SOURCE = re.compile(r"([A-Za-z0-9_-]+)=(.+)")
+
+
+# --- Reading them.
 
 
 def _toml_type(value: object) -> str:
@@ -412,7 +588,8 @@ def _flatten(table: Mapping[str, object], prefix: str = "") -> dict[str, object]
 
 
 def read_toml(path: Path) -> tuple[dict[str, str], list[SourceSettings]]:
-    """The file's options (flat dotted keys, as text) and its `[[source]]` tables."""
+    """The file's options (flat dotted keys, as text) and its `[[source]]` tables (with
+    serial_settings "" where a table has none)."""
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
@@ -420,23 +597,22 @@ def read_toml(path: Path) -> tuple[dict[str, str], list[SourceSettings]]:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    raw_sources = data.pop("source", [])
+    raw_sources = data.pop(SOURCE.key, [])
     if not isinstance(raw_sources, list) or not all(isinstance(s, dict) for s in raw_sources):
         raise ConfigError(f"{path}: `source` must be [[source]] tables with a url")
+    keys = [f.name for f in dataclasses.fields(SourceSettings)]
     sources = []
     for table in raw_sources:
-        unknown = set(table) - {"url", "name", "serial_settings"}
+        unknown = set(table) - set(keys)
         if unknown or "url" not in table:
             raise ConfigError(
-                f"{path}: a [[source]] needs url and may have name and serial_settings"
+                f"{path}: a [[source]] needs url and may have {' and '.join(keys[1:])}"
                 + (f" (unknown: {', '.join(sorted(unknown))})" if unknown else "")
             )
         text = {key: _toml_text(path, f"[[source]] {key}", v) for key, v in table.items()}
         if not text["url"] or text.get("name") == "":
             raise ConfigError(f"{path}: a [[source]] url or name is empty")
-        sources.append(
-            SourceSettings(text["url"], text.get("name"), text.get("serial_settings", ""))
-        )
+        sources.append(SourceSettings(**{"serial_settings": "", **text}))
     flat = _flatten(data)
     for key in flat:
         if key in SECRETS:
@@ -444,10 +620,36 @@ def read_toml(path: Path) -> tuple[dict[str, str], list[SourceSettings]]:
                 f"{path}: {key} must not be in the config file; "
                 f"set {SECRETS[key]} or {key}_file instead"
             )
-        if key not in _BY_KEY:
+        if key not in OPTIONS_BY_KEY:
             raise ConfigError(f"{path}: unknown setting {key!r}")
-    values = {key: _toml_text(path, key, v, _BY_KEY[key]) for key, v in flat.items()}
+    values = {key: _toml_text(path, key, v, OPTIONS_BY_KEY[key]) for key, v in flat.items()}
     return values, sources
+
+
+def _given(
+    option: Option, flags: Mapping[str, object], env: Mapping[str, str], file: Mapping[str, str]
+) -> tuple[str, str] | None:
+    """The option's text and where it came from, by precedence; None: not given, no default.
+    An empty flag or variable is no value, nor an empty one in the file for an option without
+    a default (`ca_file = ""`)."""
+    flag = flags.get(option.dest)
+    if flag not in (None, ""):
+        return str(flag), "flag " + option.flag
+    if env.get(option.env):
+        return env[option.env], option.env
+    if file.get(option.key) or (option.key in file and option.default is not None):
+        return file[option.key], "config file"
+    if option.default is not None:
+        return option.default, "default"
+    return None
+
+
+def resolve(key: str, flag: object, env: Mapping[str, str] | None = None) -> Any:
+    """One option from its flag, else its variable, else its default: for the commands that read
+    no config file (`export`, `healthcheck`)."""
+    option = OPTIONS_BY_KEY[key]
+    given = _given(option, {option.dest: flag}, os.environ if env is None else env, {})
+    return None if given is None else option.parse(given[0], option.what)
 
 
 def _source(text: str, serial_settings: str) -> SourceSettings:
@@ -455,6 +657,35 @@ def _source(text: str, serial_settings: str) -> SourceSettings:
     if match and ":" not in match[1]:
         return SourceSettings(match[2], match[1], serial_settings)
     return SourceSettings(text, None, serial_settings)
+
+
+def _sources(
+    flags: Mapping[str, object],
+    env: Mapping[str, str],
+    in_file: list[SourceSettings],
+    serial: str,
+    origins: dict[str, str],
+) -> list[SourceSettings]:
+    sources_flag = flags.get(SOURCE.dest)
+    if isinstance(sources_flag, list) and sources_flag:
+        sources = [_source(str(s), serial) for s in sources_flag]
+        origins[SOURCE.key] = "flag " + SOURCE.flag
+    elif env.get(SOURCE.env):
+        # Whitespace separates sources: commas belong to simulator and URL options.
+        sources = [_source(s, serial) for s in env[SOURCE.env].split()]
+        origins[SOURCE.key] = SOURCE.env
+    elif in_file:
+        sources = [
+            dataclasses.replace(s, serial_settings=s.serial_settings or serial) for s in in_file
+        ]
+        origins[SOURCE.key] = "config file"
+    else:
+        sources = [SourceSettings(DEFAULT_SOURCE, None, serial)]
+        origins[SOURCE.key] = "default"
+    names = [s.name for s in sources if s.name]
+    if len(names) != len(set(names)):
+        raise ConfigError(f"two sources have the same name: {', '.join(names)}")
+    return sources
 
 
 def _secret(env: Mapping[str, str], var: str, file_path: str | None, what: str) -> str | None:
@@ -483,6 +714,17 @@ def _secret(env: Mapping[str, str], var: str, file_path: str | None, what: str) 
     return value or None
 
 
+def _values(cls: type, values: Mapping[str, object]) -> dict[str, Any]:
+    """The parsed options of `cls`'s own fields, by field name; those not given keep their
+    default."""
+    given = {}
+    for f in dataclasses.fields(cls):
+        option = f.metadata.get("option")
+        if option is not None and "secret" not in f.metadata and option.key in values:
+            given[f.name] = values[option.key]
+    return given
+
+
 def load(flags: Mapping[str, object], env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     config_path = flags.get("config") or env.get("P1_CONFIG")
@@ -494,211 +736,77 @@ def load(flags: Mapping[str, object], env: Mapping[str, str] | None = None) -> S
     origins: dict[str, str] = {}
     values: dict[str, object] = {}
     for option in OPTIONS:
-        flag = flags.get(option.dest)
-        if flag not in (None, ""):
-            text, origins[option.key] = str(flag), "flag " + option.flag
-        elif env.get(option.env):
-            text, origins[option.key] = env[option.env], option.env
-        elif option.key in file_values:
-            text, origins[option.key] = str(file_values[option.key]), "config file"
-        elif option.default is not None:
-            text, origins[option.key] = option.default, "default"
-        else:
-            values[option.key] = None
-            continue
-        values[option.key] = option.parse(text, option.key.replace("_", " ").replace(".", " "))
-
-    serial = str(values["serial_settings"])
-    sources_flag = flags.get("source")
-    if isinstance(sources_flag, list) and sources_flag:
-        sources = [_source(str(s), serial) for s in sources_flag]
-        origins["source"] = "flag --source"
-    elif env.get("P1_SOURCE"):
-        # Whitespace separates sources: commas belong to simulator and URL options.
-        sources = [_source(s, serial) for s in env["P1_SOURCE"].split()]
-        origins["source"] = "P1_SOURCE"
-    elif file_sources:
-        sources = [SourceSettings(s.url, s.name, s.serial_settings or serial) for s in file_sources]
-        origins["source"] = "config file"
-    else:
-        sources = [SourceSettings("simulator", None, serial)]
-        origins["source"] = "default"
-    names = [s.name for s in sources if s.name]
-    if len(names) != len(set(names)):
-        raise ConfigError(f"two sources have the same name: {', '.join(names)}")
-
-    host, port = parse_address(str(values["metrics_address"]))
+        given = _given(option, flags, env, file_values)
+        if given is not None:
+            text, origins[option.key] = given
+            values[option.key] = option.parse(text, option.what)
     return Settings(
-        sources=sources,
-        data_dir=Path(str(values["data_dir"])),
-        metrics_host=host,
-        metrics_port=port,
-        meter_timezone=str(values["meter_timezone"]),
-        max_frame=int(str(values["max_frame"])),
-        log_level=str(values["log_level"]),
-        read_timeout=float(str(values["read_timeout"])),
-        raw_capture=bool(values["raw_capture"]),
-        raw_capture_max_age=float(str(values["raw_capture_max_age"])),
-        influx=_influx(values, env, origins),
-        batch_size=int(str(values["influx.batch_size"])),
-        influx_degraded_after=float(str(values["influx.degraded_after"])),
-        spool_max_bytes=int(str(values["spool.max_size"])),
-        spool_max_age=float(str(values["spool.max_age"])),
-        summary_interval=float(str(values["log_summary_interval"])),
-        fuse_limit=float(str(values["fuse_limit"])),
-        max_meters=int(str(values["max_meters"])),
-        meter_expiry=float(str(values["meter_expiry"])),
+        **_values(Settings, values),
+        sources=_sources(flags, env, file_sources, str(values["serial_settings"]), origins),
+        influx=_influx(values, env, origins) if "influx.url" in values else None,
         origins=origins,
     )
 
 
 def _influx(
     values: Mapping[str, object], env: Mapping[str, str], origins: dict[str, str]
-) -> InfluxTarget | None:
-    url = values["influx.url"]
-    if not url:
-        return None
-    from agent.sinks.influx import InfluxTarget
-
-    url = _influx_url(str(url))
-    token_file = values["influx.token_file"]
-    password_file = values["influx.password_file"]
-    token = _secret(env, "P1_INFLUX_TOKEN", str(token_file) if token_file else None, "token")
-    password = _secret(
-        env, "P1_INFLUX_PASSWORD", str(password_file) if password_file else None, "password"
-    )
-    for key, var in SECRETS.items():
-        if env.get(var):
-            origins[key] = var
-        elif env.get(var + "_FILE") or values.get(key + "_file"):
-            origins[key] = "file"
-    api = str(values["influx.api"])
-    if api == "v1" and password and not values["influx.username"]:
+) -> InfluxTarget:
+    secrets: dict[str, Any] = {}
+    for f in dataclasses.fields(InfluxTarget):
+        if "secret" in f.metadata:
+            hidden, file_key = f.metadata["secret"], f.metadata["option"].key
+            path = values.get(file_key)
+            secrets[f.name] = _secret(env, hidden.env, str(path) if path else None, hidden.what)
+            if env.get(hidden.env):
+                origins[hidden.key] = hidden.env
+            elif env.get(hidden.env + "_FILE") or path:
+                origins[hidden.key] = "file"
+    target = InfluxTarget(**_values(InfluxTarget, values), **secrets)
+    if target.api == "v1" and target.password and not target.username:
         raise ConfigError("an InfluxDB password is set but no --influx-username")
-    ca_file = values["influx.ca_file"]
-    if ca_file and not Path(str(ca_file)).is_file():
-        raise ConfigError(f"influx CA file {ca_file} does not exist")
-    retention = values["influx.retention_policy"]
-    username = values["influx.username"]
-    return InfluxTarget(
-        url=url.rstrip("/"),
-        api=api,
-        org=str(values["influx.org"]),
-        bucket=str(values["influx.bucket"]),
-        token=token,
-        database=str(values["influx.database"]),
-        retention_policy=str(retention) if retention else None,
-        username=str(username) if username else None,
-        password=password,
-        ca_file=str(ca_file) if ca_file else None,
-        verify_tls=bool(values["influx.verify_tls"]),
-        gzip=bool(values["influx.gzip"]),
-        timeout=float(str(values["influx.timeout"])),
-    )
+    if target.ca_file and not Path(target.ca_file).is_file():
+        raise ConfigError(f"influx CA file {target.ca_file} does not exist")
+    return target
 
 
-def _influx_url(url: str) -> str:
-    """The URL, if a request to it can work at all; its password never in the message."""
-    shown = mask_url(url)
-    if not re.match(r"https?://[^/\s]+", url):
-        raise ConfigError(f"influx url {shown!r} is not an http:// or https:// URL")
-    try:
-        parts: urllib.parse.SplitResult | None = urllib.parse.urlsplit(url)
-    except ValueError:  # a bad IPv6 literal
-        parts = None
-    try:
-        port = parts.port if parts is not None else None
-    except ValueError:  # not a number; a password's unencoded `/` ends the host early
-        port = -1
-    if any(c.isspace() or ord(c) < 0x20 for c in url):
-        problem = "has a space or control character"
-    elif parts is None:
-        problem = "is not a valid URL"
-    elif port is not None and not 0 < port < 65536:
-        problem = "has no valid port" + (
-            " (a `/` or `@` in its password must be written %2F, %40)" if "@" in url else ""
-        )
-    elif not valid_host(parts.hostname or ""):
-        problem = "names no valid host"
-    elif parts.query or parts.fragment or url.endswith(("?", "#")):
-        problem = "has a query or fragment; the agent adds the write API's own"
-    else:
-        return url
-    raise ConfigError(f"influx url {shown!r} {problem}")
+# --- Showing them.
 
 
-def _size_text(n: int) -> str:
-    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if n and n % factor == 0:
-            return f"{n // factor}{unit}"
-    return str(n)
-
-
-def _duration_text(seconds: float) -> str:
-    for unit, factor in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds and seconds % factor == 0:
-            return f"{seconds / factor:g}{unit}"
-    return f"{seconds:g}s"
+def _lines(owner: Settings | InfluxTarget, table: str, origins: Mapping[str, str]) -> Iterator[str]:
+    """The lines of the options `owner` holds in `table`, in the order they are declared."""
+    api = getattr(owner, "api", None)  # an InfluxTarget's; options of the other API not shown
+    for f in dataclasses.fields(owner):
+        option = f.metadata.get("option")
+        value = getattr(owner, f.name)
+        if option is None or option.table != table or option.api not in (None, api):
+            continue
+        if "secret" in f.metadata:
+            hidden = f.metadata["secret"]
+            if value:
+                name = hidden.key.rpartition(".")[2]
+                yield f'# {name} = "{MASK}"  ({origins.get(hidden.key, "file")})'
+        elif value or option.default is not None:  # one without a default only when given
+            shown = option.show(value)
+            text = f'"{shown}"' if isinstance(shown, str | Path) else str(shown).lower()
+            name = option.key.rpartition(".")[2]
+            yield f"{name} = {text}  # {origins.get(option.key, 'default')}"
 
 
 def describe(settings: Settings) -> list[str]:
     """The effective configuration as a TOML file `--config` accepts, with each value's origin;
     secrets appear only as masked comments."""
-    o = settings.origins
-    lines = []
-
-    def show(key: str, value: object) -> None:
-        shown = f'"{value}"' if isinstance(value, str | Path) else str(value).lower()
-        lines.append(f"{key.rpartition('.')[2]} = {shown}  # {o.get(key, 'default')}")
-
-    def secret(key: str, value: str | None) -> None:
-        if value:
-            lines.append(f'# {key.rpartition(".")[2]} = "{MASK}"  ({o.get(key, "file")})')
-
-    show("data_dir", settings.data_dir)
-    show("metrics_address", f"{settings.metrics_host}:{settings.metrics_port}")
-    show("meter_timezone", settings.meter_timezone)
-    show("max_frame", settings.max_frame)
-    show("log_level", settings.log_level)
-    show("read_timeout", _duration_text(settings.read_timeout))
-    show("fuse_limit", settings.fuse_limit)
-    show("max_meters", settings.max_meters)
-    show("meter_expiry", _duration_text(settings.meter_expiry))
-    show("raw_capture", settings.raw_capture)
-    show("raw_capture_max_age", _duration_text(settings.raw_capture_max_age))
-    show("log_summary_interval", _duration_text(settings.summary_interval))
+    origins = settings.origins
+    lines = list(_lines(settings, "", origins))
     for source in settings.sources:
-        lines.append(f"\n[[source]]  # {o.get('source', 'default')}")
+        lines.append(f"\n[[source]]  # {origins.get(SOURCE.key, 'default')}")
         lines.append(f'url = "{mask_url(source.url)}"')
         if source.name:
             lines.append(f'name = "{source.name}"')
         lines.append(f'serial_settings = "{source.serial_settings}"')
-    target = settings.influx
-    if target is None:
+    if settings.influx is None:
         lines.append("\n# [influx] not configured: readings stay in the local store")
     else:
-        lines.append("\n[influx]")
-        show("influx.url", mask_url(target.url))
-        show("influx.api", target.api)
-        if target.api == "v2":
-            show("influx.org", target.org)
-            show("influx.bucket", target.bucket)
-            secret("influx.token", target.token)
-        else:
-            show("influx.database", target.database)
-            if target.retention_policy:
-                show("influx.retention_policy", target.retention_policy)
-            if target.username:
-                show("influx.username", target.username)
-            secret("influx.password", target.password)
-        if target.ca_file:
-            show("influx.ca_file", target.ca_file)
-        show("influx.verify_tls", target.verify_tls)
-        show("influx.gzip", target.gzip)
-        show("influx.timeout", _duration_text(target.timeout))
-        show("influx.batch_size", settings.batch_size)
-        show("influx.degraded_after", _duration_text(settings.influx_degraded_after))
-    lines.append("\n[spool]")
-    show("spool.max_size", _size_text(settings.spool_max_bytes))
-    show("spool.max_age", _duration_text(settings.spool_max_age))
+        lines += ["\n[influx]", *_lines(settings.influx, "influx", origins)]
+        lines += _lines(settings, "influx", origins)
+    lines += ["\n[spool]", *_lines(settings, "spool", origins)]
     return lines

@@ -10,7 +10,8 @@ happens next:
 - server errors, timeouts, no connection, TLS: exponential backoff with full jitter, 1 s doubling
   to 60 s, back to nothing after a success.
 A lone telegram goes out as soon as a reader calls notify(); under load, requests are at most one
-per `linger` so points travel in batches. The spool's bounds are enforced every ENFORCE_INTERVAL.
+per `linger` so points travel in batches. The spool's bounds are enforced every ENFORCE_INTERVAL
+(`Spool.enforce` evicts, says so and counts).
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import structlog
 
+from agent.metercounts import MeterCounts
 from agent.sinks.influx import WriteError, Writer
 from agent.sinks.spool import Spool, SpoolError, SpoolRow
 
@@ -46,14 +48,16 @@ def _wait(stop: threading.Event, seconds: float) -> object:
 
 @dataclass
 class DeliveryStats:
-    """What the deliverer did, read by the metrics collector under `lock`."""
+    """What the deliverer did, read by the metrics collector under `lock`. The counts by meter
+    are since the start, of every meter until count_only()."""
 
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    written: Counter[str] = field(default_factory=Counter)  # points acknowledged, per meter
+    written: MeterCounts[str] = field(default_factory=MeterCounts)  # points acknowledged
     # Failed requests per (meter, kind); a failed batch counts once for every meter in it.
-    failures: Counter[tuple[str, str]] = field(default_factory=Counter)
-    dead_lettered: Counter[str] = field(default_factory=Counter)  # points refused for good
-    evicted: Counter[tuple[str, str]] = field(default_factory=Counter)  # (meter, "size"|"age")
+    failures: MeterCounts[tuple[str, str]] = field(default_factory=MeterCounts)
+    dead_lettered: MeterCounts[str] = field(default_factory=MeterCounts)  # refused for good
+    # Points this deliverer's bound checks evicted, by (meter, "size"|"age").
+    evicted: MeterCounts[tuple[str, str]] = field(default_factory=MeterCounts)
     last_success: float | None = None  # wall clock of the last acknowledged write
     last_error: str | None = None
     backoff: float = 0.0  # the wait in progress after a failure; 0 when delivering normally
@@ -62,6 +66,21 @@ class DeliveryStats:
     # InfluxDB acknowledges.
     failing_since: float | None = None
     died: str | None = None  # why run() ended without being asked to (a bug); None while it runs
+
+    def count_only(self, counted: Callable[[str], bool]) -> None:
+        """Count by meter the meters `counted` admits only (the metrics': bounded)."""
+        with self.lock:
+            for counts in self._by_meter():
+                counts.counted = counted
+
+    def forget(self, meters: Collection[str]) -> None:
+        """Drop these meters' counts (they left the metrics)."""
+        with self.lock:
+            for counts in self._by_meter():
+                counts.forget(meters)
+
+    def _by_meter(self) -> tuple[MeterCounts[str] | MeterCounts[tuple[str, str]], ...]:
+        return self.written, self.failures, self.dead_lettered, self.evicted
 
 
 class Deliverer:
@@ -165,14 +184,7 @@ class Deliverer:
             return
         if evicted:
             with self.stats.lock:
-                self.stats.evicted.update(evicted)
-            for (meter, reason), n in sorted(evicted.items()):
-                log.warning(
-                    "spool bound reached; oldest points dropped",
-                    meter=meter,
-                    reason=reason,
-                    points=n,
-                )
+                self.stats.evicted.count(evicted)
 
     def _deliver(self, rows: Sequence[SpoolRow], stop: threading.Event) -> float:
         """Send one batch; the wait before the next attempt (0 when it went through)."""
@@ -199,7 +211,7 @@ class Deliverer:
         except WriteError as exc:
             meters = {row.meter for row in rows}
             with self.stats.lock:
-                self.stats.failures.update((meter, exc.kind) for meter in meters)
+                self.stats.failures.count((meter, exc.kind) for meter in meters)
             if exc.kind not in SPLIT:
                 return exc
             if len(rows) == 1:
@@ -220,7 +232,7 @@ class Deliverer:
         # Counted before the spool lets go, so nobody sees an empty spool and fewer points written.
         written = Counter(row.meter for row in rows)
         with self.stats.lock:
-            self.stats.written.update(written)
+            self.stats.written.count(written)
             self.stats.last_success = self._wall()
             self.stats.failing_since = None
         self.spool.ack([row.id for row in rows])
@@ -229,7 +241,7 @@ class Deliverer:
     def _refuse(self, rows: Sequence[SpoolRow], error: WriteError) -> None:
         self.spool.dead_letter(rows, str(error))
         with self.stats.lock:
-            self.stats.dead_lettered.update(row.meter for row in rows)
+            self.stats.dead_lettered.count(row.meter for row in rows)
         log.warning(
             "InfluxDB refused a point; kept in the spool's rejected_points, not resent",
             meter=rows[0].meter,

@@ -43,7 +43,7 @@ def _clock(t: float) -> str:
 
 
 class NoiseSummary:
-    def __init__(self, interval: float = 300.0) -> None:
+    def __init__(self, interval: float) -> None:  # seconds: log_summary_interval
         self.interval = interval
         self._windows: dict[str, _Window] = {}
 

@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -25,14 +25,15 @@ import structlog
 from agent.config import Settings
 from agent.deliver import Deliverer
 from agent.diagnose import NO_FRAMES, OK, LinkDiagnosis
+from agent.httpserver import Health, serve, url_host
 from agent.noisesummary import NoiseSummary
 from agent.pipeline import MeterPipeline, Result
 from agent.points import telegram_points
 from agent.redact import mask_url
 from agent.sinks import lineprotocol
-from agent.sinks.influx import KINDS, make_writer
+from agent.sinks.influx import make_writer
 from agent.sinks.noiselog import NoiseLog
-from agent.sinks.prometheus import Health, MeterState, Metrics, serve, url_host
+from agent.sinks.prometheus import Link, MeterState, Metrics
 from agent.sinks.rawcapture import RawCapture
 from agent.sinks.spool import SpoolError, open_store
 from agent.sources import Source, open_source
@@ -117,13 +118,20 @@ class Reader:
         )
         self.pending: deque[tuple[str, float, list[str]]] = deque()
         agent.metrics.add_source(source.name)
+        agent.metrics.meter(self.meter)  # the source's series from the start
         self.hint_shown: str | None = None
         self.diagnosis = LinkDiagnosis()
         self.down_since: float | None = time.monotonic()  # None while the source is connected
+        self.ended = False  # run() returned: the metrics show the link as it was
 
     @property
     def state(self) -> MeterState:
         return self.agent.metrics.meter(self.meter)
+
+    def link(self) -> Link:
+        """The source's link, asked when Prometheus scrapes (on the meter this reader labels)."""
+        source = self.source
+        return Link(source.connected, source.reconnects, source.bytes_total, self.diagnosis.cause)
 
     def run(self) -> None:
         agent = self.agent
@@ -136,7 +144,8 @@ class Reader:
             agent.failed.set()
             agent.stop.set()
         finally:
-            self.state.connected = False
+            agent.metrics.leave(self.meter, self.link())
+            self.ended = True
             self.source.close()
             if self.raw is not None:
                 self.raw.close()
@@ -161,7 +170,7 @@ class Reader:
             self._diagnose(data or b"", results)
             if self.pending:
                 self._flush_pending()
-            self.sync_state()
+            self._watch_source()
             agent.metrics.expire(self.source.name, time.monotonic(), keep=self.meter)
             if data is None:
                 log.info("source ended", source=self.source.name)
@@ -180,8 +189,7 @@ class Reader:
             tracked = agent.metrics.admit(self.source.name, name, time.monotonic())
             if tracked and name != self.meter:
                 # The meter names itself: its equipment identifier labels everything from now on.
-                agent.metrics.meter(self.meter).connected = False
-                agent.metrics.rename(self.meter, name)
+                agent.metrics.rename(self.meter, name, self.link())
                 self.meter = name
         meter_time = None
         if telegram is not None:
@@ -237,16 +245,12 @@ class Reader:
             if agent.deliverer is not None:
                 agent.deliverer.notify()
 
-    def sync_state(self) -> None:
-        state = self.state
-        state.connected = self.source.connected
+    def _watch_source(self) -> None:
+        """After every read: since when the source is down (for /healthz), and its hint once."""
         if self.source.connected:
             self.down_since = None
         elif self.down_since is None:
             self.down_since = time.monotonic()
-        state.reconnects = self.source.reconnects
-        state.bytes_total = self.source.bytes_total
-        state.diagnosis = self.diagnosis.cause
         hint = self.source.hint
         # The diagnosis has said it already, and which of the hint's causes the bytes point at.
         if hint and hint != self.hint_shown and self.diagnosis.cause != NO_FRAMES:
@@ -269,6 +273,8 @@ class Agent:
         except BaseException:
             self.lock.release()
             raise
+        delivery = self.deliverer.stats if self.deliverer is not None else None
+        self.metrics.read_from(self.links, self.spool, delivery)
 
     def _open(self, settings: Settings) -> None:
         self.spool, damage = open_store(
@@ -308,6 +314,10 @@ class Agent:
         self._threads: list[threading.Thread] = []
         self._deliver_stop = threading.Event()
         self._deliver_thread: threading.Thread | None = None
+
+    def links(self) -> dict[str, Link]:
+        """For a scrape: the link of every running reader's source, by the meter it labels."""
+        return {reader.meter: reader.link() for reader in self.readers if not reader.ended}
 
     def healthy(self) -> bool:
         return not self.health().dead
@@ -387,53 +397,22 @@ class Agent:
             )
         where = "spool" if self.deliverer is not None else "store"
         try:
-            depth = str(sum(self.spool_depths().values()))
+            depth = str(self.spool.stats(time.time()).depth)
         except SpoolError:
             depth = "unreadable"
         return "; ".join(parts) + f"; {where} {depth} points"
 
-    def spool_depths(self) -> dict[str, int]:
-        return self.spool.stats(time.time()).depth_by_meter
-
-    def update_metrics(self) -> None:
-        """Once a second: spool and delivery state into the metrics (cheap, read at scrape).
-        A spool that fails here (disk full) is said and tried again; the readers hold and count
-        what they cannot commit, as with an InfluxDB."""
-        now = time.time()
-        try:
-            self.check_store()
-            if self.deliverer is None:  # before the depth, so depth and evictions agree
-                self._count_evictions(self.spool.enforce(now))
-            stats = self.spool.stats(now)
-            # Only meters with metrics: the spool also holds those over a source's max_meters.
-            for name, state in self.metrics.states():
-                state.spool_points = stats.depth_by_meter.get(name, 0)
-                state.spool_oldest_age = stats.oldest_age_by_meter.get(name, 0.0)
-        except SpoolError as exc:
-            log.error("cannot read or bound the spool; trying again", error=str(exc))
+    def tick(self) -> None:
+        """Once a second: notice the store deleted or replaced, and without an InfluxDB (whose
+        deliverer does it) enforce the store's bounds. A spool that fails here (disk full) is
+        said and tried again; the readers hold and count what they cannot commit. No work per
+        meter unless points are due: the metrics ask the owners at scrape time."""
+        self.check_store()
         if self.deliverer is None:
-            return
-        delivered = self.deliverer.stats
-        # Taken, not copied: counts by meter would otherwise grow with every meter ever named.
-        with delivered.lock:
-            written, delivered.written = delivered.written, Counter()
-            failures, delivered.failures = delivered.failures, Counter()
-            refused, delivered.dead_lettered = delivered.dead_lettered, Counter()
-            evicted, delivered.evicted = delivered.evicted, Counter()
-        for name, state in self.metrics.states():
-            state.influx_written += written[name]
-            state.influx_refused += refused[name]
-            for kind in KINDS:  # every kind from 0, so increase() sees the first failure of each
-                state.influx_errors[kind] += failures[name, kind]
-        self._count_evictions(evicted, say=False)  # the deliverer said it
-
-    def _count_evictions(self, evicted: Counter[tuple[str, str]], say: bool = True) -> None:
-        for (name, reason), n in evicted.items():
-            state = self.metrics.known(name)
-            if state is not None:
-                state.spool_evicted[reason] += n
-            if say:
-                log.warning("spool bound reached; oldest points dropped", meter=name, reason=reason)
+            try:
+                self.spool.enforce(time.time())
+            except SpoolError as exc:
+                log.error("cannot read or bound the spool; trying again", error=str(exc))
 
     def wait(self) -> None:
         tty = sys.stderr.isatty()
@@ -441,7 +420,7 @@ class Agent:
         while not self.stop.wait(1.0):
             if not any(t.is_alive() for t in self._threads):
                 break
-            self.update_metrics()
+            self.tick()
             for line in self.noise_summary.due(time.time()):
                 log.info(line.event, **line.fields)
             if tty:

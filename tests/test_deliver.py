@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import structlog
+from agentproc import wait_for
 from servers import Reply, Request, ScriptedHTTP, VictoriaMetrics, victoria_metrics
 
 from agent import deliver
@@ -34,13 +35,6 @@ def target(url: str) -> InfluxTarget:
     return InfluxTarget(
         url=url, api="v2", org="home", bucket="p1", token="tok-0123456789", timeout=5.0
     )
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
 
 
 @contextmanager

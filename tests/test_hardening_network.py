@@ -501,8 +501,8 @@ def test_healthz_is_degraded_and_not_live_when_the_deliverer_dies(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     from agent.config import Settings
+    from agent.httpserver import serve
     from agent.run import Agent
-    from agent.sinks.prometheus import serve
 
     # The built-in simulated meter; a writer with a bug, behind the real deliverer.
     target = InfluxTarget(f"http://127.0.0.1:{free_port()}", api="v1")

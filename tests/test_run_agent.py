@@ -2,86 +2,32 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import sqlite3
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
+
+from agentproc import spawn_agent, start_agent, stop_cleanly, store_lines, wait_for
 
 from agent.simulate import SimulatedMeter
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        return str(response.read().decode())
-
-
-def store_lines(data_dir: Path) -> list[str]:
-    with sqlite3.connect(data_dir / "store.sqlite") as db:
-        return [line for (line,) in db.execute("SELECT line FROM points ORDER BY id")]
-
-
-def start_agent(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "P1_DATA_DIR": str(tmp_path / "data"),
-        "P1_METRICS_ADDRESS": f"127.0.0.1:{port}",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "run", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    return proc, port
-
-
-def wait_for(predicate: object, timeout: float = 20.0) -> None:
-    assert callable(predicate)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
-
-
 def test_simulator_into_store_with_metrics_and_clean_shutdown(tmp_path: Path) -> None:
-    proc, port = start_agent(tmp_path)  # the defaults: the built-in simulated meter
+    agent = start_agent(tmp_path / "data")  # the defaults: the built-in simulated meter
     try:
         wait_for(
             lambda: (
-                'p1_telegrams_total{meter="E0044007123456719",result="valid"} 3.0' in scrape(port)
+                'p1_telegrams_total{meter="E0044007123456719",result="valid"} 3.0' in agent.scrape()
             )
         )
-        metrics = scrape(port)
+        metrics = agent.scrape()
         assert 'p1_voltage_volts{meter="E0044007123456719",phase="l1"}' in metrics
         assert "p1_energy_import_joules_total" in metrics
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
-            assert response.status == 200
+        assert agent.get("/healthz")[0] == 200
     finally:
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=20)
-    assert proc.returncode == 0, err
+        err = stop_cleanly(agent)
     lines = store_lines(tmp_path / "data")
     p1_lines = [line for line in lines if line.startswith("p1,")]
     assert len(p1_lines) >= 3
     assert all("meter=E0044007123456719" in line and "repaired=false" in line for line in p1_lines)
-    assert b'"event": "stopped"' in err
+    assert '"event": "stopped"' in err
     assert oct((tmp_path / "data" / "store.sqlite").stat().st_mode & 0o777) == "0o600"
 
 
@@ -89,9 +35,9 @@ def test_file_source_lands_every_telegram(tmp_path: Path) -> None:
     meter = SimulatedMeter("hu")
     capture = tmp_path / "capture.log"
     capture.write_bytes(b"".join(meter.next_telegram() for _ in range(30)))
-    proc, _ = start_agent(tmp_path, "--source", f"file:{capture}")
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
+    agent = spawn_agent(tmp_path / "data", "--source", f"file:{capture}")
+    _, err = agent.proc.communicate(timeout=60)
+    assert agent.proc.returncode == 0, err
     lines = store_lines(tmp_path / "data")
     p1_lines = [line for line in lines if line.startswith("p1,")]
     assert len(p1_lines) == 30

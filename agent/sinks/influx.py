@@ -9,9 +9,7 @@ token or password.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import dataclasses
 import email.utils
 import gzip
 import io
@@ -27,12 +25,13 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import urllib3
 
+from agent.config import InfluxTarget  # the [influx] settings the writers take
+
 if TYPE_CHECKING:
     # influxdb-client is imported by the v2 writer only: it costs about 15 MiB of memory (more
     # when numpy is installed, which it loads), which v1 users and the local store need not pay.
     from influxdb_client.rest import ApiException
 
-MASK = "****"
 # The client declares its precision constants as plain strings but its write() as WritePrecision.
 KINDS = (
     "auth",  # 401/403: token, user or permission
@@ -45,54 +44,6 @@ KINDS = (
     "connection",
     "tls",
 )
-
-
-@dataclass(frozen=True)
-class InfluxTarget:
-    url: str
-    api: str = "v2"  # "v2" (InfluxDB 2.x, 3.x, 1.8+) or "v1" (1.x)
-    org: str = ""
-    bucket: str = ""
-    token: str | None = None
-    database: str = ""
-    retention_policy: str | None = None
-    username: str | None = None
-    password: str | None = None
-    ca_file: str | None = None
-    verify_tls: bool = True
-    gzip: bool = True
-    timeout: float = 10.0
-
-    def __post_init__(self) -> None:
-        if self.api not in ("v1", "v2"):
-            raise ValueError(f"unknown InfluxDB API {self.api!r} (v1 or v2)")
-
-    def __repr__(self) -> str:
-        parts = []
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name in ("token", "password") and value:
-                value = MASK
-            parts.append(f"{f.name}={value!r}")
-        return f"InfluxTarget({', '.join(parts)})"
-
-    @property
-    def shown_url(self) -> str:
-        """The URL for messages: without any `user:password@`."""
-        parts = urllib.parse.urlsplit(self.url)
-        host = parts.netloc.rpartition("@")[2]
-        return urllib.parse.urlunsplit(parts._replace(netloc=host)).rstrip("/")
-
-    def scrub(self, text: str) -> str:
-        """Server text with the secrets masked, in case a proxy or server echoes them."""
-        secrets = [self.token, self.password]
-        if self.username:  # an echoed Authorization header carries them in base64
-            basic = f"{self.username}:{self.password or ''}".encode()
-            secrets.append(base64.b64encode(basic).decode())
-        for secret in secrets:
-            if secret:
-                text = text.replace(secret, MASK)
-        return text
 
 
 class WriteError(Exception):

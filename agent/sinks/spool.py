@@ -26,17 +26,23 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import os
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
+import structlog
+
+from agent.metercounts import MeterCounts
+
 T = TypeVar("T")
+log = structlog.get_logger("p1-agent.spool")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS points (
@@ -175,12 +181,17 @@ class Spool:
         self.max_bytes = max_bytes  # 0: unbounded
         self.max_age = max_age  # 0: unbounded
         self._lock = threading.Lock()
+        # Points evicted since the start, by (meter, reason); of every meter until count_only().
+        self._evicted: MeterCounts[tuple[str, str]] = MeterCounts()
         # Running totals, so stats() and the size bound never count the rows again.
         self._depth: dict[str, int] = {}
         self._bytes = 0
         # The oldest `received` of a meter with rows, once probed: probed again only after some
         # of its rows went, so stats() and the age bound make no query per meter every second.
         self._oldest: dict[str, float] = {}
+        # No row was received before this (a lower bound; None: not known), so the age bound
+        # goes over the meters only once a row may be due.
+        self._oldest_floor: float | None = None
         # (device, inode) of the file open, to notice it deleted; None: not open (rebuild failed)
         self._identity: tuple[int, int] | None = None
         self._connect()
@@ -210,6 +221,7 @@ class Spool:
         self._depth = {meter: int(count) for meter, count, _ in totals}
         self._bytes = sum(int(size) for _, _, size in totals)
         self._oldest = {}
+        self._oldest_floor = None
 
     def salvage(self, damaged: Path) -> int:
         """Copy the points of a damaged store that still read into this one, with their ids
@@ -293,6 +305,8 @@ class Spool:
             )
             if meter in self._oldest or not self._depth.get(meter):
                 self._oldest[meter] = min(received, self._oldest.get(meter, received))
+            if self._oldest_floor is not None:
+                self._oldest_floor = min(self._oldest_floor, received)
             self._depth[meter] = self._depth.get(meter, 0) + len(lines)
             self._bytes += size
 
@@ -355,21 +369,54 @@ class Spool:
         return [(SpoolRow(*row[:4]), str(row[4])) for row in rows]
 
     def enforce(self, now: float) -> Counter[tuple[str, str]]:
-        """Evict the oldest points beyond `max_age` and `max_bytes`; counts by (meter, reason)."""
+        """Evict the oldest points beyond `max_age` and `max_bytes`, say so and count them (the
+        one place that does); this pass's counts by (meter, reason)."""
         evicted: Counter[tuple[str, str]] = Counter()
         with self._lock:
-            if self.max_age > 0:
-                cutoff = now - self.max_age
-                old = [m for m, n in self._depth.items() if n and self._oldest_received(m) < cutoff]
-                for meter in old:
-                    n = self._evict_age(meter, cutoff)
-                    if n:
-                        evicted[meter, "age"] += n
-            if 0 < self.max_bytes < self._bytes:
-                for meter, n in self._evict_size(self._bytes - self.max_bytes).items():
-                    evicted[meter, "size"] += n
-            self._release_free_pages()
+            try:
+                if self.max_age > 0:
+                    self._evict_old(now - self.max_age, evicted)
+                if 0 < self.max_bytes < self._bytes:
+                    for meter, n in self._evict_size(self._bytes - self.max_bytes).items():
+                        evicted[meter, "size"] += n
+                self._release_free_pages()
+            finally:  # what went before a failure, too
+                self._evicted.count(evicted)
+                for (meter, reason), n in sorted(evicted.items()):
+                    log.warning(
+                        "spool bound reached; oldest points dropped",
+                        meter=meter,
+                        reason=reason,
+                        points=n,
+                    )
         return evicted
+
+    def _evict_old(self, cutoff: float, evicted: Counter[tuple[str, str]]) -> None:
+        if self._oldest_floor is not None and self._oldest_floor >= cutoff:
+            return  # nothing can be due: no pass over the meters
+        old = [m for m, n in self._depth.items() if n and self._oldest_received(m) < cutoff]
+        for meter in old:
+            n = self._evict_age(meter, cutoff)
+            if n:
+                evicted[meter, "age"] += n
+        self._oldest_floor = min(
+            (self._oldest_received(m) for m, n in self._depth.items() if n), default=math.inf
+        )
+
+    def evictions(self) -> dict[tuple[str, str], int]:
+        """Points evicted since the start, by (meter, reason), of the meters counted."""
+        with self._lock:
+            return dict(self._evicted)
+
+    def count_only(self, counted: Callable[[str], bool]) -> None:
+        """Count evictions of the meters `counted` admits only (the metrics': bounded)."""
+        with self._lock:
+            self._evicted.counted = counted
+
+    def forget(self, meters: Collection[str]) -> None:
+        """Drop these meters' eviction counts (they left the metrics)."""
+        with self._lock:
+            self._evicted.forget(meters)
 
     def _evict_age(self, meter: str, cutoff: float) -> int:
         # The (meter, received) index finds them without reading the younger rows.

@@ -10,10 +10,10 @@
 from __future__ import annotations
 
 import threading
-from typing import Protocol
+from typing import Protocol, Unpack
 
 from agent.sources.file import open_file
-from agent.sources.serial import open_serial
+from agent.sources.serial import SerialOptions, open_serial
 from agent.sources.simulator import open_simulator
 
 
@@ -57,12 +57,7 @@ class Source(Protocol):
 
 
 def open_source(
-    url: str,
-    stop: threading.Event,
-    *,
-    serial_settings: str = "115200-8N1",
-    read_timeout: float = 30.0,
-    name: str | None = None,
+    url: str, stop: threading.Event, *, name: str | None = None, **serial: Unpack[SerialOptions]
 ) -> Source:
     """The source for `url`; ValueError with a one-line reason for a configuration mistake.
 
@@ -74,6 +69,4 @@ def open_source(
         return open_simulator(url, stop, name)
     if url.startswith("file:"):
         return open_file(url, stop, name)
-    return open_serial(
-        url, stop, serial_settings=serial_settings, read_timeout=read_timeout, name=name
-    )
+    return open_serial(url, stop, name=name, **serial)

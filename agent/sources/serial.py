@@ -13,11 +13,12 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 import serial
 import structlog
 
+from agent.config import Settings, SourceSettings
 from agent.redact import mask_url
 from agent.sources.reconnect import Backoff, Reconnector, describe
 from agent.sources.speed import AUTO, LineSettings, SpeedProbe, parse_settings
@@ -173,7 +174,7 @@ class SerialSource:
         stop: threading.Event,
         *,
         settings: LineSettings | SpeedProbe,
-        read_timeout: float = 30.0,
+        read_timeout: float = Settings.read_timeout,
         name: str | None = None,
         factory: PortFactory = open_port,
         backoff: Backoff | None = None,
@@ -292,13 +293,20 @@ class SerialSource:
             self._drop(describe(exc))
 
 
+class SerialOptions(TypedDict, total=False):
+    """What `open_serial` takes beyond its URL, stop and name; `open_source` passes it on."""
+
+    serial_settings: str
+    read_timeout: float
+
+
 def open_serial(
     url: str,
     stop: threading.Event,
     *,
-    serial_settings: str = "115200-8N1",
-    read_timeout: float = 30.0,
     name: str | None = None,
+    serial_settings: str = SourceSettings.serial_settings,  # the settings' defaults
+    read_timeout: float = Settings.read_timeout,
 ) -> SerialSource:
     check_url(url)
     auto = serial_settings.strip().lower() == AUTO
