@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from agent.config import OPTIONS, OPTIONS_BY_KEY, SOURCE, Option, Settings, parse_bool
-from agent.noise import ALL_MODES as NOISE_MODES
-from agent.noise import BAD_LINE
+from agent.noisyline import ALL_MODES as NOISE_MODES
+from agent.noisyline import BAD_LINE
 from agent.simulate import FLAVOURS
 
 EPILOG = "Every `run` option is also read from a P1_* environment variable (see README)."
@@ -40,7 +40,13 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_agent_parsers, _tool_parsers, _replay_parser, _simulate_parser):
+        add(sub)
+    return parser
 
+
+def _agent_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`run` and `check-config`: every setting of the option table as a flag."""
     run = sub.add_parser(
         "run",
         help="the live agent: meters → spool → InfluxDB, with Prometheus metrics",
@@ -73,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
         help="how long to wait for a telegram from each source (default: 30)",
     )
 
+
+def _tool_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`export` and `healthcheck`: the store and the metrics address of a configured agent."""
     export = sub.add_parser(
         "export",
         help="write the readings kept in the local store as line protocol, JSONL or CSV",
@@ -101,6 +110,8 @@ def _parser() -> argparse.ArgumentParser:
         help=_help(address, "where the agent serves /healthz"),
     )
 
+
+def _replay_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     replay = sub.add_parser(
         "replay",
         help="convert raw captures and terminal logs to CSV, JSONL or line protocol",
@@ -142,6 +153,8 @@ def _parser() -> argparse.ArgumentParser:
         "--no-progress", action="store_true", help="no progress bar, even on a terminal"
     )
 
+
+def _simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     simulate = sub.add_parser(
         "simulate",
         help="a simulated meter writing telegrams to stdout or a file",
@@ -197,7 +210,6 @@ def _parser() -> argparse.ArgumentParser:
         "then overrides single modes",
     )
     _output(simulate)
-    return parser
 
 
 def _format_and_output(

@@ -8,12 +8,12 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from agent.pipeline import MeterPipeline
-from agent.telegram import MeterZone
+from agent.core.pipeline import MeterPipeline
+from agent.core.telegram import MeterZone
 
 if TYPE_CHECKING:
     from agent.config import Settings, SourceSettings
-    from agent.noise import NoisyChannel
+    from agent.noisyline import NoisyChannel
 
 
 def _stdout_open(output: str) -> None:
@@ -105,7 +105,7 @@ def simulate_command(args: argparse.Namespace) -> int:
 def _noisy_channel(args: argparse.Namespace, telegram: bytes) -> NoisyChannel | None:
     """The line's noise from --noise-rate and --noise (which overrides single modes, or names the
     bad-line profile), or None."""
-    from agent.noise import (
+    from agent.noisyline import (
         ALL_MODES,
         BAD_LINE,
         NoisyChannel,
@@ -205,7 +205,7 @@ def _check_source(
     """(passed, what came, the link diagnosis in plain words)."""
     import threading
 
-    from agent.diagnose import LinkDiagnosis
+    from agent.core.diagnose import LinkDiagnosis
     from agent.redact import mask_url
     from agent.sources import open_source
 
@@ -245,8 +245,8 @@ def _check_source(
 
 def export_command(args: argparse.Namespace) -> int:
     from agent.config import resolve
+    from agent.export import export
     from agent.replay import open_output
-    from agent.sinks.export import export
 
     path = resolve("data_dir", args.data_dir) / "store.sqlite"
     if not path.is_file():

@@ -27,9 +27,9 @@ from datetime import date, time
 from pathlib import Path
 from typing import Any
 
-from agent.framing import DEFAULT_MAX_FRAME
+from agent.core.framing import DEFAULT_MAX_FRAME
+from agent.core.telegram import AUTO_ZONE
 from agent.redact import MASK, mask_url
-from agent.telegram import AUTO_ZONE
 
 DAY = 86400.0
 

@@ -25,13 +25,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from agent.diagnose import OK, LinkDiagnosis
-from agent.pipeline import MeterPipeline, Result
-from agent.points import telegram_points
-from agent.sinks import jsonl, lineprotocol
-from agent.sinks.csv import CsvWriter
+from agent.core.diagnose import OK, LinkDiagnosis
+from agent.core.pipeline import MeterPipeline, Result
+from agent.core.points import telegram_points
+from agent.core.telegram import MeterZone
+from agent.formats import jsonl, lineprotocol
+from agent.formats.csv import CsvWriter
 from agent.sinks.rawcapture import packed_size, read_times
-from agent.telegram import MeterZone
 
 CHUNK = 1 << 20
 FORMATS = ("csv", "jsonl", "line-protocol")
@@ -55,6 +55,7 @@ class Peak:
 @dataclass(slots=True)
 class Summary:
     files: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)  # rejected telegrams by reason
     bytes_read: int = 0
     bytes_skipped: int = 0
     frames_oversized: int = 0
@@ -62,7 +63,6 @@ class Summary:
     valid: int = 0
     repaired: int = 0
     rejected: int = 0
-    reasons: dict[str, int] = field(default_factory=dict)
     peaks: dict[str, Peak] = field(default_factory=dict)
     diagnosis: str | None = None  # what the link diagnosis says at the end, when not ok
     damaged: list[str] = field(default_factory=list)  # inputs that could not be read to the end

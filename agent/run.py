@@ -23,21 +23,21 @@ from types import FrameType
 import structlog
 
 from agent.config import Settings
+from agent.core.diagnose import NO_FRAMES, OK, LinkDiagnosis
+from agent.core.pipeline import MeterPipeline, Result
+from agent.core.points import telegram_points
+from agent.core.telegram import MeterZone
+from agent.damagesummary import DamageSummary
 from agent.deliver import Deliverer
-from agent.diagnose import NO_FRAMES, OK, LinkDiagnosis
+from agent.formats import lineprotocol
 from agent.httpserver import Health, serve, url_host
-from agent.noisesummary import NoiseSummary
-from agent.pipeline import MeterPipeline, Result
-from agent.points import telegram_points
 from agent.redact import mask_url
-from agent.sinks import lineprotocol
+from agent.sinks.damagelog import DamageLog
 from agent.sinks.influx import make_writer
-from agent.sinks.noiselog import NoiseLog
 from agent.sinks.prometheus import Link, MeterState, Metrics
 from agent.sinks.rawcapture import RawCapture
 from agent.sinks.spool import SpoolError, open_store
 from agent.sources import Source, open_source
-from agent.telegram import MeterZone
 
 log = structlog.get_logger("p1-agent")
 
@@ -213,8 +213,8 @@ class Reader:
                 "the core failed on a frame; it is rejected", meter=name, traceback=result.error
             )
         if result.failure is not None:
-            agent.noise.write(result, name, now)
-            line = agent.noise_summary.observe(self.meter, result, now)
+            agent.damage_log.write(result, name, now)
+            line = agent.damage_summary.observe(self.meter, result, now)
             if line is not None:
                 log.warning(line.event, **line.fields)
 
@@ -309,8 +309,8 @@ class Agent:
             )
             for s in settings.sources
         ]
-        self.noise = NoiseLog(settings.data_dir, max_age=settings.raw_capture_max_age)
-        self.noise_summary = NoiseSummary(settings.summary_interval)
+        self.damage_log = DamageLog(settings.data_dir, max_age=settings.raw_capture_max_age)
+        self.damage_summary = DamageSummary(settings.summary_interval)
         self._threads: list[threading.Thread] = []
         self._deliver_stop = threading.Event()
         self._deliver_thread: threading.Thread | None = None
@@ -421,7 +421,7 @@ class Agent:
             if not any(t.is_alive() for t in self._threads):
                 break
             self.tick()
-            for line in self.noise_summary.due(time.time()):
+            for line in self.damage_summary.due(time.time()):
                 log.info(line.event, **line.fields)
             if tty:
                 sys.stderr.write("\r\x1b[K" + self.status_line())

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from agent.crc import FUNCTIONS, CrcKind
+from agent.core.crc import FUNCTIONS, CrcKind
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
     python bench/bench_bad_line.py [--flavour hu|dsmr5|both] [--damaged N] [--segment N]
                                    [--seed S] [--jobs J] [--quick]
 
-Per flavour, `SimulatedMeter` streams go through `agent.noise.NoisyChannel` with the bad-line
+Per flavour, `SimulatedMeter` streams go through `agent.noisyline.NoisyChannel` with the bad-line
 profile (`bad_line_rates`: bit clears, lost `/`, drop + substitution, overruns inside the 0xFF
 run, noise-made `!` and `/`, merged telegrams; 4 of 5 telegrams damaged) and, in chunks of
 64–512 bytes, through one `MeterPipeline` each, until `--damaged` damaged telegrams (default
@@ -39,7 +39,7 @@ from random import Random
 from bench_repair import CHUNK, Line, Matcher, ModeRun, counts, merged_run, pct, percentile, tally
 from benchenv import header, log
 
-from agent.noise import NoisyChannel, bad_line_rates
+from agent.noisyline import NoisyChannel, bad_line_rates
 from agent.simulate import MEASURED_FLAVOURS, SimulatedMeter
 
 TARGET = 100_000  # damaged telegrams per flavour by default
@@ -248,7 +248,7 @@ def main() -> int:
     command = " ".join(["python bench/bench_bad_line.py", *sys.argv[1:]])
     print(header("Repair on a bad line: 4 telegrams of 5 damaged", command))
     print(
-        "Each stream: a `SimulatedMeter` of its own behind `agent.noise.NoisyChannel` with the "
+        "Each stream: a `SimulatedMeter` of its own behind `agent.noisyline.NoisyChannel` with the "
         f"bad-line profile (`bad_line_rates`), its first {COLD} telegrams damaged and then 4 of 5 "
         f"on average, fed to a fresh `MeterPipeline` in chunks of {CHUNK[0]}–{CHUNK[1]} bytes; "
         f"{per_segment} damaged telegrams a stream. A damaged telegram counts in its mode's row, "

@@ -34,10 +34,10 @@ from benchenv import REPO, header, log
 from dsmr_parser import telegram_specifications  # type: ignore[import-untyped]
 from dsmr_parser.parsers import TelegramParser  # type: ignore[import-untyped]
 
-from agent.crc import crc16_arc
-from agent.pipeline import MeterPipeline
+from agent.core.crc import crc16_arc
+from agent.core.pipeline import MeterPipeline
+from agent.core.telegram import Decoder
 from agent.simulate import SimulatedMeter, seal
-from agent.telegram import Decoder
 
 sys.path.insert(0, str(REPO / "tests"))
 # tests/ is on the path only now: the one place that says where the published data is.

@@ -3,7 +3,7 @@
     python bench/bench_repair.py [--flavour hu|dsmr5|both] [--per-mode N] [--seed S] [--quick]
                                  [--modes MODE,MODE...]
 
-For each flavour and each mode of `agent.noise` that applies to it, one `SimulatedMeter` stream
+For each flavour and each mode of `agent.noisyline` that applies to it, one `SimulatedMeter` stream
 of 20 clean telegrams (warm-up) and then corrupted and clean telegrams alternating, so the line
 profile and the register history stay warm as on a real line, goes through one `MeterPipeline`
 in chunks of 64–512 bytes (the reads of a serial port). Chunks never span two telegrams (the
@@ -24,8 +24,8 @@ per mode:
 - latency p50 / p99 in ms per corrupted telegram, and the clean telegrams' p50 for comparison.
 
 Without a repair engine every corrupted frame is rejected (recovered 0 % except where the noise
-missed the frame); once `agent.repair` lands, the same command measures it. The markdown goes to
-stdout, progress to stderr; the exit status is 1 when anything was miscorrected or a clean
+missed the frame); with `agent.core.repair` the same command measures it. The markdown goes
+to stdout, progress to stderr; the exit status is 1 when anything was miscorrected or a clean
 telegram was lost.
 """
 
@@ -46,8 +46,8 @@ from dataclasses import dataclass, field
 
 from benchenv import header, log
 
-from agent.noise import MODES, applicable_modes, corrupt
-from agent.pipeline import MeterPipeline, Result
+from agent.core.pipeline import MeterPipeline, Result
+from agent.noisyline import MODES, applicable_modes, corrupt
 from agent.simulate import MEASURED_FLAVOURS, SimulatedMeter
 
 WARMUP = 20  # clean telegrams before the first corrupted one
@@ -347,11 +347,11 @@ def main() -> int:
         )
 
     command = " ".join(["python bench/bench_repair.py", *sys.argv[1:]])
-    engine = "present" if importlib.util.find_spec("agent.repair") else "absent"
+    engine = "present" if importlib.util.find_spec("agent.core.repair") else "absent"
     print(header("Repair: corrupted telegrams recovered per failure mode", command))
     print(
-        f"Repair engine (`agent.repair`): {engine}. Each mode: {WARMUP} clean telegrams, then "
-        "corrupted and clean alternating (`agent.noise.corrupt`, seeded), fed to one "
+        f"Repair engine (`agent.core.repair`): {engine}. Each mode: {WARMUP} clean telegrams, then "
+        "corrupted and clean alternating (`agent.noisyline.corrupt`, seeded), fed to one "
         f"`MeterPipeline` in chunks of {CHUNK[0]}–{CHUNK[1]} bytes. recovered = accepted and "
         "byte-identical to what the meter sent (by repair = status `repaired`); rejected = no "
         "accepted frame; miscorrected = accepted frames that differ from what the meter sent "

@@ -24,8 +24,8 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports(include=["agent"]):
-    from agent.crc import crc16_arc, crc16_x25
-    from agent.pipeline import MeterPipeline, Result
+    from agent.core.crc import crc16_arc, crc16_x25
+    from agent.core.pipeline import MeterPipeline, Result
     from agent.simulate import FLAVOURS, SimulatedMeter
 
 MAX_FRAME = 4096  # small, so oversized frames are reached too

@@ -16,9 +16,9 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 from servers import free_port, http
 
-from agent.pipeline import MeterPipeline, Result
-from agent.points import telegram_points
-from agent.sinks.lineprotocol import encode_all
+from agent.core.pipeline import MeterPipeline, Result
+from agent.core.points import telegram_points
+from agent.formats.lineprotocol import encode_all
 
 
 @dataclass

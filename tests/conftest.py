@@ -16,7 +16,7 @@ from p1_testkit import reseal, restore_capture_telegram, split_capture
 from servers import require_binary
 from shareddata import DATA_DIR, MISSING
 
-from agent.telegram import Decoder, MeterZone, Telegram
+from agent.core.telegram import Decoder, MeterZone, Telegram
 
 TELEGRAM_DIR = DATA_DIR / "telegrams"
 # Real telegrams of two dozen meter models published by other P1 projects (one per file, except

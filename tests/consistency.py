@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from agent.crc import FUNCTIONS
-from agent.pipeline import Result
-from agent.telegram import Decoder, Reading, Telegram
+from agent.core.crc import FUNCTIONS
+from agent.core.pipeline import Result
+from agent.core.telegram import Decoder, Reading, Telegram
 
 REGISTER_UNITS = frozenset({"kWh", "kvarh"})
 RESOLUTION = 0.001  # the meter writes its registers with three decimals: one last digit

@@ -27,12 +27,12 @@ from typing import cast
 from agentproc import core
 from servers import InfluxDB1, RawReply, Reply, Request, ScriptedHTTP, require_binary
 
-from agent.fields import FieldValue
-from agent.noise import NoisyChannel, applicable_modes, spread_rate
-from agent.pipeline import Result
-from agent.points import telegram_points
+from agent.core.fields import FieldValue
+from agent.core.pipeline import Result
+from agent.core.points import telegram_points
+from agent.formats.lineparse import parse
+from agent.noisyline import NoisyChannel, applicable_modes, spread_rate
 from agent.simulate import SimulatedMeter
-from agent.sinks.lpparse import parse
 
 RECORD_ENV = "P1_RELIABILITY_RECORD"
 METER = "meter1"  # the `meter` tag: sources are named, so every test queries the same tag

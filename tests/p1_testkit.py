@@ -8,9 +8,9 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from agent.crc import FUNCTIONS, CrcKind
-from agent.framing import Frame, Framer
-from agent.pipeline import MeterPipeline, Result
+from agent.core.crc import FUNCTIONS, CrcKind
+from agent.core.framing import Frame, Framer
+from agent.core.pipeline import MeterPipeline, Result
 from agent.simulate import SimulatedMeter
 
 # The capture's owner replaced 7 serial digits with `n` in three places; any 7 digits restore

@@ -21,9 +21,9 @@ from agentproc import AgentProcess, core, spooled_lines, start_agent, wait_count
 from meters import TcpMeter
 from servers import VictoriaMetrics, influxdb1, victoria_metrics
 
-from agent.noise import NoisyChannel, applicable_modes, spread_rate
-from agent.pipeline import Result
-from agent.points import Point, telegram_points
+from agent.core.pipeline import Result
+from agent.core.points import Point, telegram_points
+from agent.noisyline import NoisyChannel, applicable_modes, spread_rate
 from agent.simulate import SimulatedMeter
 
 pytestmark = pytest.mark.integration

@@ -46,9 +46,9 @@ from consistency import (
 )
 from p1_testkit import run_pipeline
 
-from agent.pipeline import MeterPipeline, Result
-from agent.sinks import jsonl
-from agent.telegram import Decoder
+from agent.core.pipeline import MeterPipeline, Result
+from agent.core.telegram import Decoder
+from agent.formats import jsonl
 
 CHUNK = 3 * 1024  # a few KiB, not aligned with the 2342-byte telegrams
 GOOD_LINE_TELEGRAMS = 1100

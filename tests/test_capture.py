@@ -13,8 +13,8 @@ from p1_testkit import (
     run_pipeline,
 )
 
-from agent.crc import crc16_arc, crc16_x25
-from agent.pipeline import Result
+from agent.core.crc import crc16_arc, crc16_x25
+from agent.core.pipeline import Result
 
 
 def test_capture_layout(capture_published: list[bytes], capture_raw: bytes) -> None:

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from p1_testkit import seal
 
-from agent import crc
-from agent.crc import (
+from agent.core import crc
+from agent.core.crc import (
     FUNCTIONS,
     CrcChecker,
     CrcKind,

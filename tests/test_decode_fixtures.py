@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from p1_testkit import run_pipeline, seal
 
-from agent.points import billing_points, mbus_points, telegram_fields
-from agent.telegram import Decoder, MeterZone, Reading, Telegram
+from agent.core.points import billing_points, mbus_points, telegram_fields
+from agent.core.telegram import Decoder, MeterZone, Reading, Telegram
 
 Decode = Callable[..., Telegram]
 

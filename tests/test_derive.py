@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agent.derive import MAX_WINDOW, Deriver
-from agent.fields import FieldValue
+from agent.core.derive import MAX_WINDOW, Deriver
+from agent.core.fields import FieldValue
 
 START = datetime(2024, 6, 1, tzinfo=UTC)
 

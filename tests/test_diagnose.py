@@ -16,7 +16,7 @@ from p1_testkit import even_parity, simulated
 from structlog.testing import capture_logs
 
 from agent.config import Settings
-from agent.diagnose import (
+from agent.core.diagnose import (
     BIT_SLIP,
     CAUSES,
     NO_FRAMES,
@@ -32,9 +32,9 @@ from agent.diagnose import (
     Diagnosis,
     LinkDiagnosis,
 )
-from agent.framing import Framer
-from agent.pipeline import REPAIRED, VALID, MeterPipeline, Result
-from agent.repair import Change, Repair
+from agent.core.framing import Framer
+from agent.core.pipeline import REPAIRED, VALID, MeterPipeline, Result
+from agent.core.repair import Change, Repair
 from agent.run import Agent
 from agent.simulate import SimulatedMeter
 from agent.sinks.prometheus import Metrics

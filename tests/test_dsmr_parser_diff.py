@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from agent.telegram import Decoder, Reading, Telegram
+from agent.core.telegram import Decoder, Reading, Telegram
 
 dsmr_parser = pytest.importorskip("dsmr_parser")
 from dsmr_parser import telegram_specifications as specs  # noqa: E402

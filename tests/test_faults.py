@@ -37,7 +37,7 @@ from faultkit import (
 from meters import TcpMeter
 from servers import InfluxDB1, influxdb1
 
-from agent.sinks.lpparse import parse
+from agent.formats.lineparse import parse
 
 pytestmark = pytest.mark.integration
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.pipeline import MeterPipeline
+from agent.core.pipeline import MeterPipeline
 from agent.simulate import seal
 
 

@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 import pytest
 from p1_testkit import run_pipeline, seal
 
-from agent.pipeline import Result
-from agent.points import Point, telegram_points
-from agent.sinks import jsonl, lineprotocol
-from agent.sinks.csv import CsvWriter
+from agent.core.pipeline import Result
+from agent.core.points import Point, telegram_points
+from agent.formats import jsonl, lineprotocol
+from agent.formats.csv import CsvWriter
 
 Read = Callable[[str], bytes]
 

@@ -38,8 +38,8 @@ from consistency import GOOD_LINE, good_line_telegrams
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.crc import FUNCTIONS
-from agent.pipeline import MeterPipeline, Result
+from agent.core.crc import FUNCTIONS
+from agent.core.pipeline import MeterPipeline, Result
 from agent.simulate import FLAVOURS, SimulatedMeter
 
 WARM_COUNT = 20

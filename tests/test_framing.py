@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 from p1_testkit import chunks, frame_all, run_pipeline, seal, simulated
 
-from agent.crc import crc16_arc
-from agent.framing import Frame, Framer
+from agent.core.crc import crc16_arc
+from agent.core.framing import Frame, Framer
 from agent.simulate import FLAVOURS
 
 # Checksum text as each meter writes it; None where the meter sends none.

@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from p1_testkit import chunks
 
-from agent.crc import crc16_arc, crc16_x25
-from agent.pipeline import MeterPipeline, Result
+from agent.core.crc import crc16_arc, crc16_x25
+from agent.core.pipeline import MeterPipeline, Result
 from agent.simulate import FLAVOURS, SimulatedMeter
 
 ROOT = Path(__file__).resolve().parents[1]

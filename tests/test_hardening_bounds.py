@@ -26,7 +26,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.config import load
-from agent.pipeline import MeterPipeline, Result
+from agent.core.pipeline import MeterPipeline, Result
 from agent.simulate import SimulatedMeter
 from agent.sinks.prometheus import Metrics
 from agent.sinks.spool import Spool

@@ -50,7 +50,7 @@ from faultkit import (
 from meters import TcpMeter
 from servers import free_port, influxdb1
 
-from agent.sinks.lpparse import parse
+from agent.formats.lineparse import parse
 from agent.sinks.spool import Spool
 
 pytestmark = pytest.mark.integration

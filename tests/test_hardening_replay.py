@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from faultkit import record_hardening
 
-from agent.pipeline import MeterPipeline
+from agent.core.pipeline import MeterPipeline
 from agent.simulate import SimulatedMeter
-from agent.sinks.noiselog import NoiseLog
+from agent.sinks.damagelog import DamageLog
 from agent.sinks.rawcapture import RawCapture
 
 DAY = timegm((2024, 6, 1, 12, 0, 0, 0, 0, 0))
@@ -80,7 +80,7 @@ def test_days_older_than_the_max_age_are_deleted(
     raw.write(b"/ISK5\r\n", DAY)
     raw.close()
     (result,) = MeterPipeline().feed(_telegrams(1)[0])
-    NoiseLog(tmp_path, max_age=90 * 86400.0).write(result, "E1", DAY)
+    DamageLog(tmp_path, max_age=90 * 86400.0).write(result, "E1", DAY)
     assert sorted(p.name for p in raw_dir.iterdir()) == [
         "dev_ttyUSB0-2024-03-04.p1.gz",
         "dev_ttyUSB0-2024-03-04.p1.times.gz",

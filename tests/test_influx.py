@@ -25,8 +25,9 @@ from servers import (
     victoria_metrics,
 )
 
-from agent.points import Point, telegram_points
-from agent.sinks import lineprotocol
+from agent.core.points import Point, telegram_points
+from agent.core.telegram import Decoder
+from agent.formats import lineprotocol
 from agent.sinks.influx import (
     InfluxTarget,
     V1Writer,
@@ -35,7 +36,6 @@ from agent.sinks.influx import (
     make_writer,
     parse_retry_after,
 )
-from agent.telegram import Decoder
 
 TOKEN = "tok-3f9a-very-secret"
 PASSWORD = "pw-77c1-very-secret"

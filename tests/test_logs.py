@@ -10,10 +10,10 @@ import pytest
 import structlog
 
 from agent import logs
-from agent.framing import Frame
-from agent.noisesummary import NoiseSummary
-from agent.pipeline import Result, Status
-from agent.repair import Repair
+from agent.core.framing import Frame
+from agent.core.pipeline import Result, Status
+from agent.core.repair import Repair
+from agent.damagesummary import DamageSummary
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def damaged(status: str, failure: str = "crc") -> Result:
 
 
 def test_noise_summary_one_line_then_one_per_interval() -> None:
-    summary = NoiseSummary(interval=300.0)
+    summary = DamageSummary(interval=300.0)
     first = summary.observe("m1", damaged("repaired"), 1000.0)
     assert first is not None and "damaged telegram (crc), repaired" in first.event
     for i in range(36):

@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 from p1_testkit import chunks, even_parity, simulated
 
 from agent.cli import main
-from agent.parity import HOLD, ParityMasker
-from agent.pipeline import MeterPipeline, Result
+from agent.core.parity import HOLD, ParityMasker
+from agent.core.pipeline import MeterPipeline, Result
+from agent.formats import jsonl
 from agent.simulate import SimulatedMeter
-from agent.sinks import jsonl
 from agent.sources.serial import SerialSource
 from agent.sources.speed import DSMR2, DSMR4, LineSettings, SpeedProbe
 

@@ -9,11 +9,11 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from p1_testkit import chunks, frame_all, seal, simulated
 
-from agent.crc import CrcKind, crc16_arc, crc16_x25
-from agent.framing import Framer
-from agent.pipeline import MeterPipeline
+from agent.core.crc import CrcKind, crc16_arc, crc16_x25
+from agent.core.framing import Framer
+from agent.core.pipeline import MeterPipeline
+from agent.core.telegram import Decoder, Reading
 from agent.simulate import CRC_KINDS, FLAVOURS
-from agent.telegram import Decoder, Reading
 
 # Telegrams of every simulated flavour: the sealed ones planted whole (a meter that writes its
 # checksum with three hex digits among them), all of them cut into pieces for the soup.

@@ -10,7 +10,7 @@ import time
 from calendar import timegm
 from pathlib import Path
 
-from agent.pipeline import MeterPipeline
+from agent.core.pipeline import MeterPipeline
 from agent.replay import replay
 from agent.simulate import SimulatedMeter
 from agent.sinks.rawcapture import RawCapture, compress, slug

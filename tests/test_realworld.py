@@ -21,14 +21,14 @@ import pytest
 from conftest import REALWORLD_NAMES, TELEGRAM_NAMES
 from p1_testkit import body_and_checksum, frame_all, reseal, run_pipeline
 
-from agent.crc import CrcKind, crc16_arc
-from agent.fields import field_for
-from agent.framing import Frame
-from agent.obis import lookup
-from agent.pipeline import MeterPipeline, Result
-from agent.points import billing_points, mbus_points, telegram_points
-from agent.sinks import lineprotocol, lpparse
-from agent.telegram import Decoder, MeterZone, Telegram
+from agent.core.crc import CrcKind, crc16_arc
+from agent.core.fields import field_for
+from agent.core.framing import Frame
+from agent.core.obis import lookup
+from agent.core.pipeline import MeterPipeline, Result
+from agent.core.points import billing_points, mbus_points, telegram_points
+from agent.core.telegram import Decoder, MeterZone, Telegram
+from agent.formats import lineparse, lineprotocol
 
 Read = Callable[[str], bytes]
 
@@ -1787,13 +1787,13 @@ def test_every_point_has_a_timestamp(replayed: list[tuple[str, Result, list[str]
         (name, line[:60])
         for name, _, lines in replayed
         for line in lines
-        if lpparse.parse(line).time is None
+        if lineparse.parse(line).time is None
     ]
     assert untimed == []
     # A meter with a clock keeps its own time; RECEIVED stands in only where there is none.
     for name, result, lines in replayed:
         assert result.telegram is not None
-        main = lpparse.parse(lines[0])
+        main = lineparse.parse(lines[0])
         assert main.measurement == "p1"
         expected = result.telegram.meter_time or RECEIVED
         assert main.time == int(expected.timestamp()), name
@@ -1803,7 +1803,7 @@ def test_every_field_has_one_type(replayed: list[tuple[str, Result, list[str]]])
     types: dict[tuple[str, str], dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for name, _, lines in replayed:
         for line in lines:
-            point = lpparse.parse(line)
+            point = lineparse.parse(line)
             for key, value in point.fields.items():
                 types[(point.measurement, key)][type(value).__name__].append(name)
     mixed = {
@@ -1823,7 +1823,7 @@ def test_identifiers_are_never_float_fields(
     checked = 0
     for name, result, lines in replayed:
         assert result.telegram is not None
-        main = lpparse.parse(lines[0])
+        main = lineparse.parse(lines[0])
         for obis, reading in result.telegram.readings.items():
             if not _IDENTIFIER.fullmatch(obis):
                 continue

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.pipeline import INTERNAL_ERROR, MeterPipeline, Result
+from agent.core.pipeline import INTERNAL_ERROR, MeterPipeline, Result
+from agent.core.telegram import Telegram
+from agent.formats import jsonl
 from agent.simulate import SimulatedMeter
-from agent.sinks import jsonl
-from agent.sinks.noiselog import record
+from agent.sinks.damagelog import record
 from agent.sinks.prometheus import Metrics
-from agent.telegram import Telegram
 
 Corrupt = Callable[[bytes], bytes]
 
@@ -242,8 +242,8 @@ def test_header_and_checksum_both_damaged_is_not_a_new_meter() -> None:
 
 
 def test_physically_inconsistent_candidate_is_refused() -> None:
-    from agent.repair.plausible import implausible
-    from agent.telegram import Decoder
+    from agent.core.repair.plausible import implausible
+    from agent.core.telegram import Decoder
 
     meter = SimulatedMeter("dsmr5")
     body = sent(meter.next_telegram())

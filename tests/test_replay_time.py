@@ -11,7 +11,7 @@ import pytest
 from p1_testkit import simulated
 
 from agent.cli import main
-from agent.sinks.lpparse import parse as parse_line
+from agent.formats.lineparse import parse as parse_line
 from agent.sinks.rawcapture import RawCapture, compress, times_path
 
 RECEIVED = [1717200000.25, 1717200010.5, 1717200020.75]  # 2024-06-01 00:00:00 UTC on

@@ -18,15 +18,15 @@ import pytest
 from p1_testkit import chunks
 
 from agent.cli import main
-from agent.crc import FUNCTIONS, CrcKind
-from agent.pipeline import MeterPipeline, Result
-from agent.points import billing_points
-from agent.repair.plausible import SUMS, adds_up, implausible
-from agent.repair.profile import MeterProfile
+from agent.core.crc import FUNCTIONS, CrcKind
+from agent.core.pipeline import MeterPipeline, Result
+from agent.core.points import billing_points
+from agent.core.repair.plausible import SUMS, adds_up, implausible
+from agent.core.repair.profile import MeterProfile
+from agent.core.telegram import Telegram
 from agent.simulate import CRC_KINDS, DEFAULT_INTERVAL, FLAVOURS, SimulatedMeter
 from agent.sources import open_source
 from agent.sources.simulator import SimulatorSource
-from agent.telegram import Telegram
 
 # What each flavour is known for: fields its telegrams must decode to (besides the usual
 # registers and power), the M-Bus devices it carries, whether it has a clock.

@@ -19,7 +19,7 @@ import pytest
 from servers import require_binary
 from structlog.testing import capture_logs
 
-from agent.pipeline import MeterPipeline, Result
+from agent.core.pipeline import MeterPipeline, Result
 from agent.redact import mask_url
 from agent.simulate import SimulatedMeter
 from agent.sources import Source, open_source

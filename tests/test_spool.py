@@ -19,10 +19,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.points import Point
-from agent.sinks.export import export
-from agent.sinks.lineprotocol import encode
-from agent.sinks.lpparse import ParsedPoint, parse
+from agent.core.points import Point
+from agent.export import export
+from agent.formats.lineparse import ParsedPoint, parse
+from agent.formats.lineprotocol import encode
 from agent.sinks.spool import FREE_SLACK, Spool, SpoolError
 
 LINE = "p1,meter=E1 power_import_kw=0.25,repaired=false 1717200000"

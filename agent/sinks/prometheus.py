@@ -24,9 +24,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agent.diagnose import CAUSES
-from agent.fields import FieldValue
-from agent.pipeline import Result
+from agent.core.diagnose import CAUSES
+from agent.core.fields import FieldValue
+from agent.core.pipeline import Result
 from agent.sinks.influx import KINDS
 from agent.sinks.spool import SpoolError
 

@@ -8,7 +8,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from agent.noise import (
+from agent.noisyline import (
     BAD_LINE,
     NoisyChannel,
     applicable_modes,

@@ -1,4 +1,7 @@
-"""Serial line settings (`115200-8N1`, `9600-7E1`) and the `auto` speed probe. Sans-I/O.
+"""Serial line settings (`115200-8N1`, `9600-7E1`) and the `auto` speed probe.
+
+No port is opened here: the serial source applies what this decides. pyserial is imported for
+its table of the baud rates a port accepts, nothing else.
 
 DSMR 4/5 meters (and the national variants built on them) send 115200 baud 8N1; DSMR 2.2/3 meters
 send 9600 baud 7E1. At the wrong setting bytes still arrive, but they never frame into a telegram,

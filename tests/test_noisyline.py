@@ -1,4 +1,4 @@
-"""The noisy line (agent.noise): every mode corrupts the way it says, deterministically, the
+"""The noisy line (agent.noisyline): every mode corrupts the way it says, deterministically, the
 bad-line profile damages 4 telegrams of 5, and no corrupted frame ever comes out of the pipeline
 as a telegram the meter did not send."""
 
@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from agent.crc import FUNCTIONS
-from agent.framing import Frame, Framer
-from agent.noise import (
+from agent.core.crc import FUNCTIONS
+from agent.core.framing import Frame, Framer
+from agent.core.pipeline import MeterPipeline, Result
+from agent.noisyline import (
     BAD_LINE_DAMAGE,
     BAD_LINE_MIX,
     BAD_LINE_MODES,
@@ -33,7 +34,6 @@ from agent.noise import (
     predicted_spans,
     spread_rate,
 )
-from agent.pipeline import MeterPipeline, Result
 from agent.simulate import MEASURED_FLAVOURS, SimulatedMeter
 from agent.sources import open_source
 from agent.sources.simulator import SimulatorSource

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.repair.profile import CONST, DIGIT, FLAG, Template
+from agent.core.repair.profile import CONST, DIGIT, FLAG, Template
 
 LOOKAHEAD = 10
 _DIGITS = b"0123456789"

@@ -45,8 +45,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from agent.crc import FUNCTIONS
-from agent.framing import Framer
+from agent.core.crc import FUNCTIONS
+from agent.core.framing import Framer
 
 MODES: tuple[str, ...] = (
     "start_mangled",

@@ -13,16 +13,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from agent.crc import CrcChecker, CrcKind
-from agent.derive import Deriver
-from agent.fields import FieldValue
-from agent.fragment import obis_keys, unsealed_problem
-from agent.framing import DEFAULT_MAX_FRAME, Frame, Framer
-from agent.parity import ParityMasker
-from agent.points import telegram_fields
-from agent.repair import Candidate, MeterProfile, Outcome, Repair, Repairer
-from agent.repair.plausible import implausible
-from agent.telegram import Decoder, MeterZone, Telegram
+from agent.core.crc import CrcChecker, CrcKind
+from agent.core.derive import Deriver
+from agent.core.fields import FieldValue
+from agent.core.fragment import obis_keys, unsealed_problem
+from agent.core.framing import DEFAULT_MAX_FRAME, Frame, Framer
+from agent.core.parity import ParityMasker
+from agent.core.points import telegram_fields
+from agent.core.repair import Candidate, MeterProfile, Outcome, Repair, Repairer
+from agent.core.repair.plausible import implausible
+from agent.core.telegram import Decoder, MeterZone, Telegram
 
 K = TypeVar("K")
 V = TypeVar("V")

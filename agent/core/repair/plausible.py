@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from agent.fields import FieldValue
-from agent.repair.profile import History
-from agent.telegram import Telegram
+from agent.core.fields import FieldValue
+from agent.core.repair.profile import History
+from agent.core.telegram import Telegram
 
 DEFAULT_MAX_KW = 100.0  # when the meter states no limiter threshold
 MAX_CLOCK_GAP = 86_400.0

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from agent.crc import ARC_TABLE, X25_TABLE, CrcKind
+from agent.core.crc import ARC_TABLE, X25_TABLE, CrcKind
 
 _TABLES = {CrcKind.ARC: ARC_TABLE, CrcKind.X25: X25_TABLE}
 # The high bytes of a reflected CRC-16 table are a permutation of 0..255, which makes one clock

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from agent.fields import FieldValue
+from agent.core.fields import FieldValue
 
 # Field names, spelled out once rather than per telegram.
 _REGISTERS = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from agent.obis import UNITS, Kind, lookup
+from agent.core.obis import UNITS, Kind, lookup
 
 FieldValue = float | str | bool
 

@@ -12,9 +12,9 @@ import tempfile
 from datetime import datetime
 from typing import TextIO
 
-from agent.fields import FieldValue
-from agent.pipeline import Result
-from agent.points import billing_points, mbus_points
+from agent.core.fields import FieldValue
+from agent.core.pipeline import Result
+from agent.core.points import billing_points, mbus_points
 
 FIXED = ["meter_time", "utc_offset", "meter", "status"]
 

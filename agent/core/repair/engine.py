@@ -26,15 +26,15 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from agent.crc import FUNCTIONS
-from agent.framing import Frame
-from agent.repair.align import align
-from agent.repair.outcome import Candidate, Change, Found, Outcome
-from agent.repair.plausible import implausible
-from agent.repair.profile import CONST, DIGIT, MeterProfile, Template
-from agent.repair.risk import budget, originals, syndrome_space
-from agent.repair.syndrome import single_byte_errors
-from agent.telegram import Decoder, Telegram
+from agent.core.crc import FUNCTIONS
+from agent.core.framing import Frame
+from agent.core.repair.align import align
+from agent.core.repair.outcome import Candidate, Change, Found, Outcome
+from agent.core.repair.plausible import implausible
+from agent.core.repair.profile import CONST, DIGIT, MeterProfile, Template
+from agent.core.repair.risk import budget, originals, syndrome_space
+from agent.core.repair.syndrome import single_byte_errors
+from agent.core.telegram import Decoder, Telegram
 
 MAX_EDITS = 8  # more damaged bytes than this: rejected, never "repaired"
 MAX_ERASURES = 2  # unknown digits solved by brute force against the CRC (10² candidates)

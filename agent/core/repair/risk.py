@@ -18,9 +18,9 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from agent.fields import field_for
-from agent.repair.plausible import SUMS, adds_up
-from agent.repair.profile import DIGIT, FLAG, History, Template
+from agent.core.fields import field_for
+from agent.core.repair.plausible import SUMS, adds_up
+from agent.core.repair.profile import DIGIT, FLAG, History, Template
 
 MAX_HYPOTHESES = 1024  # per frame while the meter's last telegram was accepted: ≤ 1/64 by chance
 MAX_HALVINGS = 4  # each telegram lost since the last accepted one halves the budget, down to 64

@@ -7,8 +7,8 @@ import math
 import re
 from collections.abc import Iterable
 
-from agent.fields import FieldValue
-from agent.points import Point
+from agent.core.fields import FieldValue
+from agent.core.points import Point
 
 _KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n"})
 _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n"})

@@ -6,8 +6,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-from agent.pipeline import Result
-from agent.telegram import Reading
+from agent.core.pipeline import Result
+from agent.core.telegram import Reading
 
 
 def _reading(reading: Reading) -> dict[str, Any]:

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from agent.fields import FieldValue
-from agent.sinks.lpparse import ParsedPoint, parse
+from agent.core.fields import FieldValue
+from agent.formats.lineparse import ParsedPoint, parse
 from agent.sinks.spool import Spool
 
 FORMATS = ("line-protocol", "jsonl", "csv")

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.pipeline import Result
+from agent.core.pipeline import Result
 from agent.sinks.retention import expire
 
 DAILY_CAP = 16 * 1024 * 1024
@@ -35,7 +35,7 @@ def record(result: Result, meter: str, now: float) -> dict[str, Any]:
     return rec
 
 
-class NoiseLog:
+class DamageLog:
     def __init__(self, directory: Path, cap: int = DAILY_CAP, max_age: float = 0.0) -> None:
         self.directory = directory
         self.cap = cap

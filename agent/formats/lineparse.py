@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.fields import FieldValue
+from agent.core.fields import FieldValue
 
 _MEASUREMENT_STOPS = frozenset(", ")
 _KEY_STOPS = frozenset(",= ")

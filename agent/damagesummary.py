@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from agent.pipeline import REJECTED, REPAIRED, Result
+from agent.core.pipeline import REJECTED, REPAIRED, Result
 
 
 @dataclass(slots=True)
@@ -42,7 +42,7 @@ def _clock(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%H:%M:%SZ")
 
 
-class NoiseSummary:
+class DamageSummary:
     def __init__(self, interval: float) -> None:  # seconds: log_summary_interval
         self.interval = interval
         self._windows: dict[str, _Window] = {}

@@ -31,8 +31,8 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from agent.pipeline import Result
-from agent.repair import Repair
+from agent.core.pipeline import Result
+from agent.core.repair import Repair
 
 OK, PARITY, NO_FRAMES = "ok", "parity_7e1", "no_frames"
 OVERRUN, WEAK_PULLUP, BIT_SLIP, NOISE = "overrun", "weak_pullup", "bit_slip", "noise"

@@ -1,7 +1,7 @@
 """The repair engine: recovers corrupted telegrams exactly, or rejects them with a reason."""
 
-from agent.repair.engine import Repairer
-from agent.repair.outcome import Candidate, Change, Outcome, Repair
-from agent.repair.profile import MeterProfile
+from agent.core.repair.engine import Repairer
+from agent.core.repair.outcome import Candidate, Change, Outcome, Repair
+from agent.core.repair.profile import MeterProfile
 
 __all__ = ["Candidate", "Change", "MeterProfile", "Outcome", "Repair", "Repairer"]

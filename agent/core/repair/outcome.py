@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from agent.telegram import Telegram
+from agent.core.telegram import Telegram
 
 
 class Candidate(NamedTuple):

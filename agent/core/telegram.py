@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from agent.fields import FieldValue, field_for, scaled, unit_field
-from agent.obis import BILLING_PROFILE_CODES, MBUS_KINDS, Kind, lookup
+from agent.core.fields import FieldValue, field_for, scaled, unit_field
+from agent.core.obis import BILLING_PROFILE_CODES, MBUS_KINDS, Kind, lookup
 
 Value = float | str | list["Reading"] | None
 # (OBIS reference, reading, p1 field name or None, its value, further fields of the line or None)

@@ -15,10 +15,10 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 
-from agent.crc import CrcKind
-from agent.fields import FieldValue
-from agent.obis import Kind, lookup
-from agent.telegram import Telegram
+from agent.core.crc import CrcKind
+from agent.core.fields import FieldValue
+from agent.core.obis import Kind, lookup
+from agent.core.telegram import Telegram
 
 CONST = 0
 DIGIT = 1

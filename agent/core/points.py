@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from agent.fields import FieldValue, scaled, unit_field
-from agent.obis import BILLING_PROFILE_CODES, billing_name
-from agent.telegram import CLOCK_SET_AFTER, Reading, Telegram
+from agent.core.fields import FieldValue, scaled, unit_field
+from agent.core.obis import BILLING_PROFILE_CODES, billing_name
+from agent.core.telegram import CLOCK_SET_AFTER, Reading, Telegram
 
 
 @dataclass(slots=True)
