@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import re
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -135,17 +136,24 @@ def check_mode(mode: str, flavour: str, t: bytes, c: Corruption) -> None:
         raise AssertionError(mode)
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_mode_corrupts_as_it_says(mode: str, flavour: str, clean: bytes) -> None:
-    if mode not in applicable_modes(clean):
+def corruptions(mode: str, clean: bytes, modes: Iterable[str] = MODES) -> list[Corruption]:
+    """DRAWS corruptions of `clean` by `mode`, each its mode's and replayable from its edits; none
+    (once the mode has refused) where the telegram has nothing for the mode to corrupt."""
+    if mode not in applicable_modes(clean, modes):
         with pytest.raises(NotApplicable):
             corrupt(clean, mode, 1)
-        return
+        return []
     rng = random.Random(mode)
-    for _ in range(DRAWS):
-        c = corrupt(clean, mode, rng)
+    drawn = [corrupt(clean, mode, rng) for _ in range(DRAWS)]
+    for c in drawn:
         assert c.mode == mode and c.data != clean
         assert replay_edits(clean, c) == c.data
+    return drawn
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_mode_corrupts_as_it_says(mode: str, flavour: str, clean: bytes) -> None:
+    for c in corruptions(mode, clean):
         # Nothing put in could start or end a frame; the real `/` is touched only by the start
         # modes and by the substitutions and flips that may hit any byte.
         for edit in c.edits:
@@ -355,15 +363,7 @@ def check_bad_mode(mode: str, t: bytes, c: Corruption) -> None:
 
 @pytest.mark.parametrize("mode", SINGLE_BAD_MODES)
 def test_bad_line_mode_corrupts_as_it_says(mode: str, flavour: str, clean: bytes) -> None:
-    if mode not in applicable_modes(clean, BAD_LINE_MODES):
-        with pytest.raises(NotApplicable):
-            corrupt(clean, mode, 1)
-        return
-    rng = random.Random(mode)
-    for _ in range(DRAWS):
-        c = corrupt(clean, mode, rng)
-        assert c.mode == mode and c.data != clean
-        assert replay_edits(clean, c) == c.data
+    for c in corruptions(mode, clean, BAD_LINE_MODES):
         check_crc_sees_it(c.data, clean)
         check_bad_mode(mode, clean, c)
 
