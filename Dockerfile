@@ -1,6 +1,9 @@
 # p1-agent in a slim image: a non-root user in the dialout group (for /dev/ttyUSB*), the data
 # directory on a volume, and a healthcheck on /healthz.
-FROM python:3.11-slim AS build
+# BASE_IMAGE: any image with Python 3.11 (`python` and its venv module), for builds where no
+# registry is reachable (deploy/check-image.sh says how to make one with debootstrap).
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY agent ./agent
@@ -8,7 +11,7 @@ RUN python -m venv /opt/p1-agent \
     && /opt/p1-agent/bin/pip install --no-cache-dir --upgrade pip \
     && /opt/p1-agent/bin/pip install --no-cache-dir .
 
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 COPY --from=build /opt/p1-agent /opt/p1-agent
 # The user's primary group owns the data; dialout opens serial devices without root.
 RUN useradd --system --uid 10001 --user-group --groups dialout --home-dir /data p1 \

@@ -1,6 +1,7 @@
 """docker-compose.yml without a Docker engine: it validates against the compose specification
 (check-jsonschema ships it), everything it mounts exists, the variables it needs are in
-.env.example, and the services, Prometheus and Grafana agree on names, ports and paths."""
+.env.example, each service gets only its own secrets and publishes on loopback only, and the
+services, Prometheus, Alertmanager, Grafana and Mosquitto agree on names, ports and paths."""
 
 from __future__ import annotations
 
@@ -21,6 +22,16 @@ SPEC: dict[str, Any] = yaml.safe_load(TEXT)
 SERVICES: dict[str, dict[str, Any]] = SPEC["services"]
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?message}, ${NAME?message}
 VARIABLE = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
+SECRET = re.compile(r"PASSWORD|TOKEN")
+# Who may see each secret of .env: the least each service needs.
+SECRET_HOLDERS = {
+    "INFLUX_ADMIN_PASSWORD": {"influxdb"},
+    "INFLUX_OPERATOR_TOKEN": {"influxdb", "influxdb-auth"},
+    "GRAFANA_INFLUX_PASSWORD": {"influxdb-auth", "grafana"},
+    "GRAFANA_ADMIN_PASSWORD": {"grafana"},
+    "MQTT_PASSWORD": {"agent", "demo-agent", "mosquitto"},
+}
+ONE_SHOT = {"influxdb-auth"}  # runs on each `up` and exits: no healthcheck, no restart
 
 
 def validate(path: Path) -> subprocess.CompletedProcess[str]:
@@ -80,13 +91,48 @@ def test_required_variables_have_no_defaults_and_are_in_env_example() -> None:
     for key, value in influx.items():
         if key != "DOCKER_INFLUXDB_INIT_MODE":
             assert re.fullmatch(r"\$\{\w+:\?[^}]+\}", value), f"{key} must have no default"
-    assert re.fullmatch(
-        r"\$\{\w+:\?[^}]+\}", SERVICES["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
-    )
-    # Secrets are left for the user to choose.
+    # Every secret is required, never defaulted, and left for the user to choose.
+    secrets = {m[1] for m in VARIABLE.finditer(TEXT) if SECRET.search(m[1])}
+    assert secrets == set(SECRET_HOLDERS)
+    for match in VARIABLE.finditer(TEXT):
+        if SECRET.search(match[1]):
+            assert match[2] == ":?", f"{match[0]} must have no default"
     for key, value in example_env().items():
-        if re.search(r"PASSWORD|TOKEN", key):
+        if SECRET.search(key):
             assert value == "", key
+
+
+def services_using(name: str) -> set[str]:
+    return {
+        service for service, spec in SERVICES.items()
+        if re.search(r"\$\{" + name + r"\b", yaml.safe_dump(spec))
+    }  # fmt: skip
+
+
+def test_each_service_gets_only_its_own_secrets() -> None:
+    for name, holders in SECRET_HOLDERS.items():
+        assert services_using(name) == holders, name
+    # No env_file: one would hand every service every password in it.
+    assert not [name for name, service in SERVICES.items() if "env_file" in service]
+    # The agent writes with a token made for it; Grafana reads with a login made for it.
+    for agent in ("agent", "demo-agent"):
+        environment = SERVICES[agent]["environment"]
+        assert "P1_INFLUX_TOKEN" not in environment
+        token_dir = str(Path(environment["P1_INFLUX_TOKEN_FILE"]).parent)
+        assert f"agent-token:{token_dir}:ro" in SERVICES[agent]["volumes"]
+    assert f"agent-token:{token_dir}" in SERVICES["influxdb-auth"]["volumes"]
+    grafana = SERVICES["grafana"]["environment"]
+    assert not [key for key in grafana if "TOKEN" in key]
+
+
+def test_every_published_port_is_on_loopback() -> None:
+    env = {key: value or "secret-value" for key, value in example_env().items()}
+    services = yaml.safe_load(interpolate(TEXT, env))["services"]
+    published = {name: s["ports"] for name, s in services.items() if "ports" in s}
+    assert set(published) == {"influxdb", "prometheus", "alertmanager", "grafana", "mosquitto"}
+    for name, ports in published.items():
+        for port in ports:
+            assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond this host"
 
 
 def test_every_bind_mount_and_build_context_exists() -> None:
@@ -102,18 +148,21 @@ def test_every_bind_mount_and_build_context_exists() -> None:
                 assert source in named, f"{name}: volume {source} is not declared"
         if "build" in service:
             assert (ROOT / service["build"] / "Dockerfile").is_file()
-        if "env_file" in service:  # the user makes .env from the example
-            assert service["env_file"] == ".env" and ENV_EXAMPLE.is_file()
     assert mounts == {
-        "./deploy/influxdb-init", "./prometheus", "./grafana/provisioning", "./grafana/dashboards"
+        "./deploy/influxdb-init", "./deploy/influxdb-auth.sh", "./deploy/mosquitto.conf",
+        "./prometheus", "./alertmanager", "./grafana/provisioning", "./grafana/dashboards",
     }  # fmt: skip
 
 
 def test_every_service_has_a_healthcheck_and_named_data() -> None:
     for name, service in SERVICES.items():
-        assert service["healthcheck"]["test"][0] == "CMD", name
+        if name in ONE_SHOT:
+            assert service["restart"] == "no" and "healthcheck" not in service, name
+        else:
+            assert service["healthcheck"]["test"][0] == "CMD", name
     data = {"agent": "/data", "influxdb": "/var/lib/influxdb2", "prometheus": "/prometheus"}
-    data["grafana"] = "/var/lib/grafana"
+    data |= {"grafana": "/var/lib/grafana", "alertmanager": "/alertmanager"}
+    data["mosquitto"] = "/mosquitto/data"
     for name, target in data.items():
         assert any(
             v.split(":")[1] == target and not v.startswith((".", "/"))
@@ -131,10 +180,12 @@ def test_agent_reads_the_serial_device_and_the_demo_a_noisy_simulator() -> None:
     # Prometheus scrapes `agent`, whichever of the two runs.
     assert "agent" in demo["networks"]["default"]["aliases"]
     for service in (agent, demo):
-        assert service["env_file"] == ".env"
         assert service["environment"]["P1_INFLUX_URL"] == "http://influxdb:8086"
-    # Everything else runs in both profiles.
-    assert all("profiles" not in SERVICES[s] for s in ("influxdb", "prometheus", "grafana"))
+    # The broker is optional; everything else runs in both profiles.
+    assert SERVICES["mosquitto"]["profiles"] == ["mqtt"]
+    assert [name for name, s in SERVICES.items() if "profiles" not in s] == [
+        "influxdb", "influxdb-auth", "prometheus", "alertmanager", "grafana"
+    ]  # fmt: skip
 
 
 def test_agent_settings_are_ones_the_agent_reads() -> None:
@@ -164,6 +215,14 @@ def test_prometheus_scrapes_the_agent_service() -> None:
     # Rule files resolve inside the mounted directory.
     for pattern in config["rule_files"]:
         assert not pattern.startswith("/") and list((ROOT / "prometheus").glob(pattern))
+    # Alerts go to the stack's Alertmanager, which reads the shipped alertmanager.yml.
+    (manager,) = config["alerting"]["alertmanagers"]
+    assert manager["static_configs"][0]["targets"] == ["alertmanager:9093"]
+    alertmanager = SERVICES["alertmanager"]
+    assert "./alertmanager:/etc/alertmanager:ro" in alertmanager["volumes"]
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in alertmanager["command"]
+    assert (ROOT / "alertmanager" / "alertmanager.yml").is_file()
+    assert "127.0.0.1:9093:9093" in alertmanager["ports"]
 
 
 def test_grafana_provisioning_matches_the_stack() -> None:
@@ -186,8 +245,13 @@ def test_grafana_provisioning_matches_the_stack() -> None:
     assert used
     for name in used:
         assert name in grafana["environment"], name
-    # The InfluxQL database is the bucket, as the init script maps it.
+    # The InfluxQL database is the bucket, as the init script maps it; the login is the
+    # read-only one influxdb-auth makes.
     assert sources["influxdb"]["jsonData"]["dbName"] == "$INFLUX_BUCKET"
+    assert sources["influxdb"]["user"] == "grafana"
+    assert sources["influxdb"]["secureJsonData"] == {"password": "$GRAFANA_INFLUX_PASSWORD"}
+    auth = SERVICES["influxdb-auth"]["environment"]
+    assert grafana["environment"]["GRAFANA_INFLUX_PASSWORD"] == auth["GRAFANA_INFLUX_PASSWORD"]
     assert (
         grafana["environment"]["INFLUX_BUCKET"]
         == SERVICES["influxdb"]["environment"]["DOCKER_INFLUXDB_INIT_BUCKET"]

@@ -16,7 +16,17 @@ from pathlib import Path
 import pytest
 import yaml
 from agentproc import AgentProcess, start_agent, wait_for
-from dashboards import ROOT, RULE_FILES, Query, boards, promql, queries, rule_exprs
+from dashboards import (
+    ROOT,
+    RULE_FILES,
+    Query,
+    alert_rules,
+    boards,
+    promql,
+    queries,
+    rule_exprs,
+    rules_without_waiting,
+)
 from servers import Prometheus, free_port, prometheus, require_binary
 
 CONFIG = ROOT / "prometheus" / "prometheus.yml"
@@ -39,13 +49,6 @@ def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def alerts() -> list[dict[str, object]]:
-    return [
-        rule for path in RULE_FILES for group in yaml.safe_load(path.read_text())["groups"]
-        for rule in group["rules"] if "alert" in rule
-    ]  # fmt: skip
-
-
 def test_promtool_checks_config_and_rules() -> None:
     result = promtool("check", "config", CONFIG)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -66,14 +69,14 @@ def test_every_alert_is_tested_firing_and_silent() -> None:
         for test in yaml.safe_load(path.read_text())["tests"]:
             for case in test.get("alert_rule_test", []):
                 cases.setdefault(case["alertname"], []).append(len(case.get("exp_alerts", [])))
-    for rule in alerts():
+    for rule in alert_rules():
         name = str(rule["alert"])
         assert any(cases.get(name, [])), f"{name}: no case where it fires"
         assert 0 in cases.get(name, []), f"{name}: no case where it stays silent"
 
 
 def test_alerts_have_a_severity_and_a_runbook() -> None:
-    for rule in alerts():
+    for rule in alert_rules():
         labels, annotations = rule["labels"], rule["annotations"]
         assert isinstance(labels, dict) and isinstance(annotations, dict)
         assert labels["severity"] in SEVERITIES, rule["alert"]
@@ -116,16 +119,7 @@ def ready(server: Prometheus) -> bool:
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     require_binary("prometheus")
     workdir = tmp_path_factory.mktemp("prometheus")
-    # The shipped rules, except that `for:` is 0 s: promtool's unit tests cover the waiting,
-    # this covers the expressions on real data.
-    rules = []
-    for path in RULE_FILES:
-        document = yaml.safe_load(path.read_text())
-        for group in document["groups"]:
-            for rule in group["rules"]:
-                rule.pop("for", None)
-        rules.append(workdir / path.name)
-        rules[-1].write_text(yaml.safe_dump(document))
+    rules = rules_without_waiting(workdir)
     config = yaml.safe_load(CONFIG.read_text())
     noisy = start_agent(
         tmp_path_factory.mktemp("noisy"),
