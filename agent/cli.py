@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from agent.config import OPTIONS, OPTIONS_BY_KEY, SOURCE, Option, Settings, parse_bool
+from agent.encryptedmeter import ENCRYPTED_FLAVOURS
 from agent.noisyline import ALL_MODES as NOISE_MODES
 from agent.noisyline import BAD_LINE
 from agent.simulate import FLAVOURS
@@ -19,7 +20,9 @@ RUN_EPILOG = """\
 Every option is also read from the environment variable shown, and from the TOML file given by
 --config (keys as in `p1-agent check-config`); flags win over the environment, which wins over
 the file. Secrets only from the environment or files: P1_INFLUX_TOKEN or P1_INFLUX_TOKEN_FILE
-(v2), P1_INFLUX_PASSWORD or P1_INFLUX_PASSWORD_FILE (v1).
+(v2), P1_INFLUX_PASSWORD or P1_INFLUX_PASSWORD_FILE (v1), P1_MQTT_PASSWORD[_FILE] (MQTT),
+P1_HOMEWIZARD_TOKEN[_FILE] (HomeWizard API v2), P1_DECRYPTION_KEY[_FILE] and
+P1_AUTHENTICATION_KEY[_FILE] (encrypted meters).
 
 Sources (repeat --source for several meters; P1_SOURCE takes them separated by spaces):
   /dev/ttyUSB0, /dev/p1           a serial device (USB P1 cable)
@@ -29,6 +32,8 @@ Sources (repeat --source for several meters; P1_SOURCE takes them separated by s
   simulator[:FLAVOUR][,noise=R]   the built-in simulated meter (default dsmr5), optionally
                                   noisy: R a share of telegrams, or bad-line (4 of 5 damaged);
                                   FLAVOUR as for `p1-agent simulate --flavour`
+  homewizard://HOST               a HomeWizard P1 dongle's local API (v2 with a token)
+  mqtt://[USER@]HOST[:PORT]/TOPIC raw telegrams a bridge publishes to MQTT (or mqtts://)
   NAME=URL                        the same, with readings tagged meter=NAME
 """
 
@@ -119,7 +124,10 @@ def _replay_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "and write one record per telegram. A summary goes to stderr.",
     )
     replay.add_argument(
-        "paths", nargs="+", metavar="PATH", help="capture files, gzip or plain; - for stdin"
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="capture files, gzip or plain, or a raw-capture directory; - for stdin",
     )
     _format_and_output(replay, ("csv", "jsonl", "line-protocol"))
     replay.add_argument(
@@ -152,6 +160,13 @@ def _replay_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     replay.add_argument(
         "--no-progress", action="store_true", help="no progress bar, even on a terminal"
     )
+    replay.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="replay N files at once, each on its own (output in input order; default: 1)",
+    )
 
 
 def _simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -163,12 +178,23 @@ def _simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         f"telegrams then goes to stderr). --noise {BAD_LINE} is a real bad line: 4 telegrams "
         "of 5 damaged, mostly by cleared bits.",
     )
+    flavours = (*FLAVOURS, *ENCRYPTED_FLAVOURS)
     simulate.add_argument(
         "--flavour",
-        choices=FLAVOURS,
+        choices=flavours,
         default="dsmr5",
         metavar="FLAVOUR",
-        help=f"meter flavour: {', '.join(FLAVOURS)} (default: dsmr5)",
+        help=f"meter flavour: {', '.join(flavours)} (default: dsmr5); smarty encrypts (--key)",
+    )
+    simulate.add_argument(
+        "--key",
+        metavar="HEX",
+        help="smarty: the meter's decryption key, 32 hex digits (a test meter's, not yours)",
+    )
+    simulate.add_argument(
+        "--authentication-key",
+        metavar="HEX",
+        help="smarty: its authentication key (default: the Luxembourg Smarty's public one)",
     )
     simulate.add_argument(
         "--count",

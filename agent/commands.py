@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import sys
 import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from agent.core.pipeline import MeterPipeline
+from agent.core.decrypting import (
+    NO_KEY,
+    PROBLEMS,
+    WRONG_AUTHENTICATION_KEY,
+    WRONG_KEY,
+    EncryptionSniffer,
+    open_pipeline,
+)
 from agent.core.telegram import MeterZone
 
 if TYPE_CHECKING:
     from agent.config import Settings, SourceSettings
     from agent.noisyline import NoisyChannel
+    from agent.simulate import SimulatedMeter
 
 
 def _stdout_open(output: str) -> None:
@@ -23,9 +33,23 @@ def _stdout_open(output: str) -> None:
 
 
 def replay_command(args: argparse.Namespace) -> int:
-    from agent.replay import TimeOptions, open_output, replay, total_size
+    from agent.meterkeys import env_keys
+    from agent.replay import (
+        TimeOptions,
+        capture_files,
+        open_output,
+        replay,
+        replay_parallel,
+        total_size,
+    )
 
-    pipeline = MeterPipeline(zone=MeterZone(args.meter_timezone), max_frame=args.max_frame)
+    keys = env_keys(os.environ)  # an encrypted capture: the keys from P1_DECRYPTION_KEY…
+    make_pipeline = functools.partial(
+        open_pipeline, keys, zone=MeterZone(args.meter_timezone), max_frame=args.max_frame
+    )
+    if args.jobs < 1:
+        raise ValueError("--jobs must be at least 1")
+    args.paths = capture_files(args.paths)
     for path in args.paths:
         if path != "-":
             with open(path, "rb"):
@@ -43,7 +67,12 @@ def replay_command(args: argparse.Namespace) -> int:
     out = open_output(args.output)
     try:
         times = TimeOptions(args.start, args.interval)
-        summary = replay(args.paths, args.format, out, pipeline, progress, times)
+        if args.jobs > 1 and len(args.paths) > 1:
+            summary = replay_parallel(
+                args.paths, args.format, out, make_pipeline, args.jobs, progress, times
+            )
+        else:
+            summary = replay(args.paths, args.format, out, make_pipeline(), progress, times)
     finally:
         if bar is not None:
             bar.close()
@@ -68,7 +97,7 @@ def simulate_command(args: argparse.Namespace) -> int:
     if args.count < 0:
         raise ValueError("count must not be negative")
     _stdout_open(args.output)
-    meter = SimulatedMeter(args.flavour, start=start, interval=args.interval, seed=args.seed)
+    meter = _simulated_meter(args, SimulatedMeter, start)
     if args.count and not meter.clock_lasts(args.count):
         raise ValueError(
             f"{args.count} telegrams {meter.interval:g} s apart run past {LAST_YEAR}, where the "
@@ -102,9 +131,35 @@ def simulate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulated_meter(
+    args: argparse.Namespace, plain: type[SimulatedMeter], start: datetime | None
+) -> SimulatedMeter:
+    """The meter `simulate` runs: an encrypted flavour sealed under --key."""
+    from agent.core.gcm import LUXEMBOURG_AUTHENTICATION_KEY, GcmKeys
+    from agent.encryptedmeter import ENCRYPTED_FLAVOURS, EncryptedMeter
+    from agent.meterkeys import AUTHENTICATION, DECRYPTION, parse_key
+
+    options = {"start": start, "interval": args.interval, "seed": args.seed}
+    if args.flavour not in ENCRYPTED_FLAVOURS:
+        if args.key or args.authentication_key:
+            raise ValueError(f"--key is for encrypted flavours ({', '.join(ENCRYPTED_FLAVOURS)})")
+        return plain(args.flavour, **options)
+    if not args.key:
+        raise ValueError(f"the {args.flavour} flavour encrypts: give --key (32 hex digits)")
+    auth = args.authentication_key
+    keys = GcmKeys(
+        parse_key(args.key, DECRYPTION, "--key"),
+        parse_key(auth, AUTHENTICATION, "--authentication-key")
+        if auth
+        else LUXEMBOURG_AUTHENTICATION_KEY,
+    )
+    return EncryptedMeter(args.flavour, keys, **options)
+
+
 def _noisy_channel(args: argparse.Namespace, telegram: bytes) -> NoisyChannel | None:
     """The line's noise from --noise-rate and --noise (which overrides single modes, or names the
     bad-line profile), or None."""
+    from agent.encryptedmeter import ENCRYPTED_FLAVOURS, cipher_channel
     from agent.noisyline import (
         ALL_MODES,
         BAD_LINE,
@@ -121,6 +176,8 @@ def _noisy_channel(args: argparse.Namespace, telegram: bytes) -> NoisyChannel | 
         return None
     # Its own random stream: the meter's values are the same with and without noise.
     seed = f"noise-{args.seed}"
+    if args.flavour in ENCRYPTED_FLAVOURS:
+        return cipher_channel(args.noise, args.noise_rate, seed)
     if args.noise == BAD_LINE:
         if args.noise_rate is not None:
             raise ValueError(f"--noise {BAD_LINE} is a whole line: it takes no --noise-rate")
@@ -143,15 +200,20 @@ def _noisy_channel(args: argparse.Namespace, telegram: bytes) -> NoisyChannel | 
 def _settings(args: argparse.Namespace) -> Settings:
     from agent import config
     from agent.logs import register_secret
+    from agent.meterkeys import source_keys
 
     try:
         settings = config.load(vars(args))
         MeterZone(settings.meter_timezone)
+        for source in settings.sources:
+            source_keys(settings, source)  # a bad key: one line now (and never shown)
     except config.ConfigError as exc:
         raise ValueError(str(exc)) from None
     if settings.influx is not None:
         register_secret(settings.influx.token)
         register_secret(settings.influx.password)
+    register_secret(settings.mqtt_password)
+    register_secret(settings.homewizard_token)
     return settings
 
 
@@ -195,6 +257,12 @@ def check_config_command(args: argparse.Namespace) -> int:
             print(f"FAILED: {exc}")
         finally:
             writer.close()
+    if settings.mqtt_url is not None:
+        from agent.mqttclient import check_broker
+
+        passed, message = check_broker(settings)
+        ok &= passed
+        print(f"{'ok' if passed else 'FAILED'}: {message}")
     sys.stdout.flush()
     return 0 if ok else 1
 
@@ -206,6 +274,7 @@ def _check_source(
     import threading
 
     from agent.core.diagnose import LinkDiagnosis
+    from agent.meterkeys import source_keys
     from agent.redact import mask_url
     from agent.sources import open_source
 
@@ -216,8 +285,12 @@ def _check_source(
         serial_settings=source.serial_settings,
         read_timeout=settings.read_timeout,
         name=source.name,
+        settings=settings,
     )
-    pipeline = MeterPipeline(zone=MeterZone(settings.meter_timezone), max_frame=settings.max_frame)
+    keys = source_keys(settings, source)
+    zone = MeterZone(settings.meter_timezone)
+    pipeline = open_pipeline(keys, zone=zone, max_frame=settings.max_frame)
+    sniffer = EncryptionSniffer() if keys is None else None
     link = LinkDiagnosis()
     deadline = time.monotonic() + wait
     shown = mask_url(url)
@@ -234,7 +307,12 @@ def _check_source(
             for result in results:
                 if result.telegram is not None:
                     came = f"{shown}: telegram from meter {result.telegram.meter} ({result.status})"
-                    return True, came, link.describe()
+                    decrypted = ", the frame decrypted and its tag checked" if keys else ""
+                    return True, came + decrypted, link.describe()
+                if result.reason in (WRONG_KEY, WRONG_AUTHENTICATION_KEY):
+                    return False, f"{shown}: {PROBLEMS[result.reason]}", link.describe()
+            if sniffer is not None and data and sniffer.feed(data):
+                return False, f"{shown}: {NO_KEY}", link.describe()
             if data is None:
                 return False, f"{shown}: ended without a valid telegram", link.describe()
         problem = opened.hint or opened.last_error or "no bytes arrived"

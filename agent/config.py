@@ -184,6 +184,31 @@ def _influx_url(url: str, what: str) -> str:
     raise ConfigError(f"{what} {shown!r} {problem}")
 
 
+def mqtt_url(url: str, what: str) -> str:
+    """`mqtt://[USER@]HOST[:PORT]` or `mqtts://…`, with a `/TOPIC` path for sources only (the
+    caller checks it); a password only from P1_MQTT_PASSWORD, never in the URL."""
+    shown = mask_url(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"{what} {shown!r} has no valid host and port") from None
+    if parts.scheme not in ("mqtt", "mqtts") or not valid_host(parts.hostname or ""):
+        raise ConfigError(f"{what} {shown!r} is not mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
+    if parts.password is not None:
+        raise ConfigError(f"{what} {shown!r}: the password goes in P1_MQTT_PASSWORD, not the URL")
+    if port == 0 or parts.query or parts.fragment:
+        raise ConfigError(f"{what} {shown!r} has no valid port, or a query or fragment")
+    return url
+
+
+def _topic_prefix(text: str, what: str) -> str:
+    """Topic levels without wildcards, as MQTT requires of a topic one publishes to."""
+    if not text.strip("/") or any(c in text for c in "+#\0") or text != text.strip("/ "):
+        raise ConfigError(f"{what} {text!r} is not a topic prefix (e.g. p1-agent, home/p1)")
+    return text
+
+
 # --- Formatters: a typed value → what check-config prints, as a TOML file accepts it back.
 
 
@@ -307,7 +332,7 @@ def switch(key: str, default: str, help: str) -> Any:
     return setting(key, default, help, parse=parse_bool)
 
 
-def secret(key: str, what: str, help: str, *, api: str) -> Any:
+def secret(key: str, what: str, help: str, *, api: str | None = None) -> Any:
     """A secret, read from its variable (`P1_INFLUX_TOKEN`) or the file `P1_…_FILE` names, else
     from the file of the option `key_file`, which is the option this declares."""
     hidden = Secret(key, what)
@@ -339,6 +364,9 @@ class SourceSettings:
         "speed and format: 115200-8N1, 9600-7E1 (DSMR 2.2/3) or auto",
         metavar="SETTINGS",
     )
+    # An encrypted meter's own keys, as files (TOML only): else the top-level ones.
+    decryption_key_file: str | None = None
+    authentication_key_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -496,6 +524,16 @@ class Settings:
     summary_interval: float = duration(
         "log_summary_interval", "5m", "one log line per interval for noise", 1, DAY
     )
+    # Encrypted meters (DLMS general-global-ciphering, AES-128-GCM; agent.meterkeys): 32 hex
+    # digits each, from the grid operator. No decryption key: the meters send plain telegrams.
+    decryption_key: str | None = secret(
+        "decryption_key", "decryption key", "file holding an encrypted meter's decryption key"
+    )
+    authentication_key: str | None = secret(
+        "authentication_key",
+        "authentication key",
+        "file holding its authentication key (default: the Luxembourg Smarty's public one)",
+    )
     influx: InfluxTarget | None = field(default=None, metadata={"table": InfluxTarget})
     # A batch is held in memory, twice (lines and request body).
     batch_size: int = whole(
@@ -511,6 +549,75 @@ class Settings:
     spool_max_bytes: int = size("spool.max_size", "1GiB", "spool bound; the oldest points go first")
     spool_max_age: float = duration(
         "spool.max_age", "30d", "drop spooled points older than this", 0, 100 * 365 * DAY
+    )
+    spool_downsample_after: float = duration(
+        "spool.downsample_after",
+        "0",
+        "without an InfluxDB, keep of older readings the last of each minute (0: keep all)",
+        0,
+        100 * 365 * DAY,
+    )
+    # agent.sinks.journal: 0 keeps one SQLite commit per telegram (four 4-KiB pages written).
+    sync_interval: float = duration(
+        "sync_interval",
+        "0",
+        "journal telegrams (about 170 bytes each, kept if the agent is killed) and fsync them "
+        "this often: a power cut loses at most this; 0: a SQLite commit per telegram",
+        0,
+        3600,
+    )
+    # MQTT (agent.sinks.mqtt): a live feed for Home Assistant; no URL, no MQTT.
+    mqtt_url: str | None = setting(
+        "mqtt.url",
+        None,
+        "MQTT broker, mqtt://[USER@]HOST[:PORT] or mqtts://…; without it no MQTT",
+        parse=mqtt_url,
+        metavar="URL",
+        show=mask_url,
+    )
+    mqtt_username: str | None = setting(
+        "mqtt.username", None, "broker user (also for mqtt:// sources)", metavar="USER"
+    )
+    mqtt_password: str | None = secret(
+        "mqtt.password", "MQTT password", "file holding the broker password"
+    )
+    mqtt_prefix: str = setting(
+        "mqtt.prefix",
+        "p1-agent",
+        "topic prefix: PREFIX/<meter>/state, PREFIX/status",
+        parse=_topic_prefix,
+        metavar="PREFIX",
+    )
+    mqtt_client_id: str | None = setting(
+        "mqtt.client_id", None, "client id (default: p1-agent-HOSTNAME)", metavar="ID"
+    )
+    mqtt_retain: bool = switch("mqtt.retain", "true", "retain the state messages")
+    mqtt_field_topics: bool = switch(
+        "mqtt.field_topics", "false", "also one topic per reading, PREFIX/<meter>/<field>"
+    )
+    mqtt_discovery: bool = switch("mqtt.discovery", "true", "Home Assistant discovery messages")
+    mqtt_discovery_prefix: str = setting(
+        "mqtt.discovery_prefix",
+        "homeassistant",
+        "Home Assistant's discovery prefix",
+        parse=_topic_prefix,
+        metavar="PREFIX",
+    )
+    mqtt_ca_file: str | None = setting(
+        "mqtt.ca_file",
+        None,
+        "CA certificate file for mqtts:// (default: the system's)",
+        metavar="FILE",
+    )
+    # homewizard:// sources: with a token the v2 API over HTTPS, else v1 over HTTP.
+    homewizard_token: str | None = secret(
+        "homewizard.token", "HomeWizard token", "file holding the HomeWizard API v2 token"
+    )
+    homewizard_ca_file: str | None = setting(
+        "homewizard.ca_file",
+        None,
+        "CA certificate that signed the device's (v2); without it the device is not verified",
+        metavar="FILE",
     )
     # Where each effective value came from ("flag", "P1_…", "config file", "default").
     origins: dict[str, str] = field(default_factory=dict, compare=False)
@@ -742,17 +849,19 @@ def load(flags: Mapping[str, object], env: Mapping[str, str] | None = None) -> S
             values[option.key] = option.parse(text, option.what)
     return Settings(
         **_values(Settings, values),
+        **_secrets(Settings, values, env, origins),
         sources=_sources(flags, env, file_sources, str(values["serial_settings"]), origins),
         influx=_influx(values, env, origins) if "influx.url" in values else None,
         origins=origins,
     )
 
 
-def _influx(
-    values: Mapping[str, object], env: Mapping[str, str], origins: dict[str, str]
-) -> InfluxTarget:
+def _secrets(
+    cls: type, values: Mapping[str, object], env: Mapping[str, str], origins: dict[str, str]
+) -> dict[str, Any]:
+    """The secrets of `cls`'s own fields, by field name, from their variables or files."""
     secrets: dict[str, Any] = {}
-    for f in dataclasses.fields(InfluxTarget):
+    for f in dataclasses.fields(cls):
         if "secret" in f.metadata:
             hidden, file_key = f.metadata["secret"], f.metadata["option"].key
             path = values.get(file_key)
@@ -761,7 +870,15 @@ def _influx(
                 origins[hidden.key] = hidden.env
             elif env.get(hidden.env + "_FILE") or path:
                 origins[hidden.key] = "file"
-    target = InfluxTarget(**_values(InfluxTarget, values), **secrets)
+    return secrets
+
+
+def _influx(
+    values: Mapping[str, object], env: Mapping[str, str], origins: dict[str, str]
+) -> InfluxTarget:
+    target = InfluxTarget(
+        **_values(InfluxTarget, values), **_secrets(InfluxTarget, values, env, origins)
+    )
     if target.api == "v1" and target.password and not target.username:
         raise ConfigError("an InfluxDB password is set but no --influx-username")
     if target.ca_file and not Path(target.ca_file).is_file():
@@ -803,10 +920,20 @@ def describe(settings: Settings) -> list[str]:
         if source.name:
             lines.append(f'name = "{source.name}"')
         lines.append(f'serial_settings = "{source.serial_settings}"')
+        for key in ("decryption_key_file", "authentication_key_file"):
+            if getattr(source, key):  # a path only: the key itself is never shown
+                lines.append(f'{key} = "{getattr(source, key)}"')
     if settings.influx is None:
         lines.append("\n# [influx] not configured: readings stay in the local store")
     else:
         lines += ["\n[influx]", *_lines(settings.influx, "influx", origins)]
         lines += _lines(settings, "influx", origins)
     lines += ["\n[spool]", *_lines(settings, "spool", origins)]
+    if settings.mqtt_url is None:
+        lines.append("\n# [mqtt] not configured: no MQTT")
+    else:
+        lines += ["\n[mqtt]", *_lines(settings, "mqtt", origins)]
+    homewizard = list(_lines(settings, "homewizard", origins))
+    if homewizard:
+        lines += ["\n[homewizard]", *homewizard]
     return lines

@@ -81,7 +81,8 @@ def export(spool_path: Path, fmt: str, out: TextIO) -> int:
         raise ValueError(f"unknown export format {fmt!r} (one of {', '.join(FORMATS)})")
     if not spool_path.is_file():
         raise FileNotFoundError(f"no local store at {spool_path}")
-    spool = Spool(spool_path, max_bytes=0, max_age=0)
+    # recover=False: the journal of an agent running meanwhile is read, not folded.
+    spool = Spool(spool_path, max_bytes=0, max_age=0, recover=False)
     try:
         if fmt == "csv":
             return _write_csv(spool, out)

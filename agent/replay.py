@@ -14,16 +14,20 @@ InfluxDB would stamp with the minute of the import.
 from __future__ import annotations
 
 import bisect
+import csv
 import gzip
 import io
+import os
 import re
+import shutil
 import sys
+import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from agent.core.diagnose import OK, LinkDiagnosis
 from agent.core.pipeline import MeterPipeline, Result
@@ -32,6 +36,9 @@ from agent.core.telegram import MeterZone
 from agent.formats import jsonl, lineprotocol
 from agent.formats.csv import CsvWriter
 from agent.sinks.rawcapture import packed_size, read_times
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 CHUNK = 1 << 20
 FORMATS = ("csv", "jsonl", "line-protocol")
@@ -87,6 +94,25 @@ class Summary:
                 if peak is None:
                     peak = self.peaks[name] = Peak()
                 peak.offer(value, stamp)
+
+    def merge(self, other: Summary) -> None:
+        """Add the summary of the next input (a file replayed on its own, `--jobs`)."""
+        self.files += other.files
+        for reason, count in other.reasons.items():
+            self.reasons[reason] = self.reasons.get(reason, 0) + count
+        self.bytes_read += other.bytes_read
+        self.bytes_skipped += other.bytes_skipped
+        self.frames_oversized += other.frames_oversized
+        self.telegrams += other.telegrams
+        self.valid += other.valid
+        self.repaired += other.repaired
+        self.rejected += other.rejected
+        for name, peak in other.peaks.items():
+            if peak.value is not None:
+                self.peaks.setdefault(name, Peak()).offer(peak.value, peak.time)
+        if other.files:
+            self.diagnosis = other.diagnosis  # what the link looks like at the end
+        self.damaged += other.damaged
 
     def lines(self) -> list[str]:
         out = [
@@ -318,6 +344,176 @@ def replay(
     summary.bytes_skipped = pipeline.framer.bytes_skipped
     summary.frames_oversized = pipeline.framer.frames_oversized
     return summary
+
+
+# --jobs: each worker process reports the bytes it read through this queue.
+_progress_queue: Any = None
+
+
+def _worker_start(queue: Any) -> None:
+    global _progress_queue
+    _progress_queue = queue
+
+
+def _worker_progress(done: int) -> None:
+    _progress_queue.put(done)
+
+
+@dataclass(slots=True)
+class _Part:
+    """One input replayed by a worker: its output in a temporary file and its summary."""
+
+    path: str
+    summary: Summary
+
+
+def _replay_part(
+    path: str,
+    fmt: str,
+    make_pipeline: Callable[[], MeterPipeline],
+    times: TimeOptions,
+    folder: str,
+) -> _Part:
+    descriptor, name = tempfile.mkstemp(dir=folder)
+    with open(descriptor, "w", encoding="utf-8", newline="") as out:
+        summary = replay([path], fmt, out, make_pipeline(), _worker_progress, times)
+    return _Part(name, summary)
+
+
+def replay_parallel(
+    paths: list[str],
+    fmt: str,
+    out: TextIO,
+    make_pipeline: Callable[[], MeterPipeline],
+    jobs: int,
+    progress: Callable[[int], None] = lambda n: None,
+    times: TimeOptions | None = None,
+) -> Summary:
+    """`replay` with the inputs shared out among `jobs` worker processes, each input on its own
+    pipeline (as if replayed alone: values derived across telegrams start afresh in each file),
+    their outputs written in input order. `make_pipeline` must be picklable."""
+    # Imported here: start-up counts in every replay, and most replay one file.
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    times = times or TimeOptions()
+    if times.start is not None:
+        raise ValueError("--start counts telegrams across all inputs: it takes --jobs 1")
+    if "-" in paths:
+        raise ValueError("standard input (-) is one stream: it takes --jobs 1")
+    summary = Summary()
+    context = multiprocessing.get_context()
+    queue = context.SimpleQueue()
+    with (
+        tempfile.TemporaryDirectory(prefix="p1-replay-") as folder,
+        ProcessPoolExecutor(
+            jobs, mp_context=context, initializer=_worker_start, initargs=(queue,)
+        ) as pool,
+    ):
+        futures = [
+            pool.submit(_replay_part, path, fmt, make_pipeline, times, folder) for path in paths
+        ]
+        parts = _Parts(fmt, out)
+        try:
+            pending: set[Future[_Part]] = set(futures)
+            while pending:
+                _, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+                while not queue.empty():
+                    progress(queue.get())
+                while parts.done < len(futures) and futures[parts.done].done():
+                    part = futures[parts.done].result()
+                    summary.merge(part.summary)
+                    parts.add(part)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+        parts.close()
+    return summary
+
+
+class _Parts:
+    """The workers' outputs, joined in input order. Line protocol and JSONL are copied as they
+    come; CSV waits for all, since its header names the columns of every part."""
+
+    def __init__(self, fmt: str, out: TextIO) -> None:
+        self.fmt = fmt
+        self.out = out
+        self.done = 0
+        self._csv: list[str] = []
+
+    def add(self, part: _Part) -> None:
+        self.done += 1
+        if self.fmt == "csv":
+            self._csv.append(part.path)
+            return
+        with open(part.path, "rb") as data:
+            _copy(data, self.out)
+        os.unlink(part.path)
+
+    def close(self) -> None:
+        if self.fmt == "csv":
+            _join_csv(self._csv, self.out)
+        self.out.flush()
+
+
+def _join_csv(paths: list[str], out: TextIO) -> None:
+    """One CSV from parts with their own headers: the columns in order of first appearance
+    (what one CsvWriter over all inputs makes), each part's rows moved to those columns."""
+    headers: list[list[str]] = []
+    for path in paths:
+        with open(path, encoding="utf-8", newline="") as text:
+            headers.append(next(csv.reader(text), []))
+    columns: dict[str, int] = {}
+    for header in headers:
+        for name in header:
+            columns.setdefault(name, len(columns))
+    width = len(columns)
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    for path, header in zip(paths, headers, strict=True):
+        if header == list(columns):  # the common case: the same columns in every part
+            with open(path, "rb") as data:
+                data.readline()  # the header: no line breaks in it (field names, OBIS codes)
+                _copy(data, out)
+            os.unlink(path)
+            continue
+        where = [columns[name] for name in header]
+        with open(path, encoding="utf-8", newline="") as text:
+            reader = csv.reader(text)
+            next(reader, None)
+            for row in reader:
+                cells = [""] * width
+                for index, cell in zip(where, row, strict=False):
+                    cells[index] = cell
+                writer.writerow(cells)
+        os.unlink(path)
+
+
+def _copy(data: BinaryIO, out: TextIO) -> None:
+    """The rest of a part into the output, as bytes when the output has them (no decoding)."""
+    buffer = getattr(out, "buffer", None)
+    if buffer is None:
+        out.write(data.read().decode("utf-8"))
+        return
+    out.flush()
+    shutil.copyfileobj(data, buffer)
+
+
+def capture_files(paths: list[str]) -> list[str]:
+    """The inputs, with a directory standing for the raw captures in it (`*.p1`, `*.p1.gz`), in
+    order of their names: a day's gzipped part before the plain file that continues it."""
+    files: list[str] = []
+    for path in paths:
+        if path == "-" or not os.path.isdir(path):
+            files.append(path)
+            continue
+        found = [p for p in Path(path).iterdir() if p.name.endswith((".p1", ".p1.gz"))]
+        found.sort(key=lambda p: (p.name.removesuffix(".gz"), not p.name.endswith(".gz")))
+        if not found:
+            raise ValueError(f"{path}: a directory without raw captures (*.p1, *.p1.gz)")
+        files += map(str, found)
+    return files
 
 
 def total_size(paths: list[str]) -> int | None:

@@ -23,17 +23,21 @@ from types import FrameType
 import structlog
 
 from agent.config import Settings
+from agent.core.decrypting import NO_KEY, PROBLEMS, EncryptionSniffer, open_pipeline
 from agent.core.diagnose import NO_FRAMES, OK, LinkDiagnosis
-from agent.core.pipeline import MeterPipeline, Result
+from agent.core.gcm import GcmKeys
+from agent.core.pipeline import Result
 from agent.core.points import telegram_points
 from agent.core.telegram import MeterZone
 from agent.damagesummary import DamageSummary
 from agent.deliver import Deliverer
 from agent.formats import lineprotocol
 from agent.httpserver import Health, serve, url_host
+from agent.meterkeys import source_keys
 from agent.redact import mask_url
 from agent.sinks.damagelog import DamageLog
 from agent.sinks.influx import make_writer
+from agent.sinks.mqtt import MqttSink
 from agent.sinks.prometheus import Link, MeterState, Metrics
 from agent.sinks.rawcapture import RawCapture
 from agent.sinks.spool import SpoolError, open_store
@@ -101,12 +105,16 @@ class DataDirLock:
 class Reader:
     """One source: bytes → pipeline → spool, and this meter's metrics."""
 
-    def __init__(self, agent: Agent, source: Source, name: str | None) -> None:
+    def __init__(
+        self, agent: Agent, source: Source, name: str | None, keys: GcmKeys | None = None
+    ) -> None:
         self.agent = agent
         self.source = source
         self.configured_name = name
         self.meter = name or source.name
-        self.pipeline = MeterPipeline(zone=agent.zone, max_frame=agent.settings.max_frame)
+        self.pipeline = open_pipeline(keys, zone=agent.zone, max_frame=agent.settings.max_frame)
+        self.problem: str | None = None  # the encrypted meter's trouble last said (PROBLEMS)
+        self.sniffer = EncryptionSniffer() if keys is None else None
         self.raw = (
             RawCapture(
                 agent.settings.data_dir,
@@ -167,6 +175,10 @@ class Reader:
             results = self.pipeline.close() if data is None else self.pipeline.feed(data)
             for result in results:
                 self._handle(result, now)
+            if any(r.accepted for r in results):
+                self.sniffer = None  # telegrams come: the meter does not encrypt
+            elif self.sniffer is not None and data and self.sniffer.feed(data):
+                log.error(NO_KEY, source=self.source.name)
             self._diagnose(data or b"", results)
             if self.pending:
                 self._flush_pending()
@@ -207,16 +219,28 @@ class Reader:
                 meter_time = telegram.meter_time.timestamp()
         if tracked:
             agent.metrics.observe(self.meter, result, now, meter_time)
+            if agent.mqtt is not None:  # after the spool: MQTT is a live feed, not the record
+                agent.mqtt.publish(self.meter, result, self.state)
         if result.error is not None:
             # A bug in the core, not noise: loud, with its traceback (rate-limited like others).
             log.error(
                 "the core failed on a frame; it is rejected", meter=name, traceback=result.error
             )
+        self._say_problem(result, name)
         if result.failure is not None:
             agent.damage_log.write(result, name, now)
             line = agent.damage_summary.observe(self.meter, result, now)
             if line is not None:
                 log.warning(line.event, **line.fields)
+
+    def _say_problem(self, result: Result, name: str) -> None:
+        """One line when frames start to fail for a wrong key or a replay; again only after a
+        telegram came through."""
+        if result.accepted:
+            self.problem = None
+        elif result.reason in PROBLEMS and result.reason != self.problem:
+            self.problem = result.reason
+            log.error(PROBLEMS[result.reason], meter=name, reason=result.reason)
 
     def _diagnose(self, data: bytes, results: list[Result]) -> None:
         pipeline = self.pipeline
@@ -274,13 +298,16 @@ class Agent:
             self.lock.release()
             raise
         delivery = self.deliverer.stats if self.deliverer is not None else None
-        self.metrics.read_from(self.links, self.spool, delivery)
+        self.metrics.read_from(self.links, self.spool, delivery, self.mqtt)
 
     def _open(self, settings: Settings) -> None:
         self.spool, damage = open_store(
             settings.data_dir / "store.sqlite",
             max_bytes=settings.spool_max_bytes,
             max_age=settings.spool_max_age,
+            sync_interval=settings.sync_interval,
+            # Delivered points leave the spool anyway; thinning them would lose readings.
+            downsample_after=settings.spool_downsample_after if settings.influx is None else 0,
         )
         if damage is not None:
             log.error(
@@ -304,11 +331,14 @@ class Agent:
                     serial_settings=s.serial_settings,
                     read_timeout=settings.read_timeout,
                     name=s.name,
+                    settings=settings,
                 ),
                 s.name,
+                source_keys(settings, s),
             )
             for s in settings.sources
         ]
+        self.mqtt = MqttSink(settings) if settings.mqtt_url is not None else None
         self.damage_log = DamageLog(settings.data_dir, max_age=settings.raw_capture_max_age)
         self.damage_summary = DamageSummary(settings.summary_interval)
         self._threads: list[threading.Thread] = []
@@ -351,6 +381,8 @@ class Agent:
         return Health(tuple(dead), tuple(degraded))
 
     def start(self) -> None:
+        if self.mqtt is not None:
+            self.mqtt.start()  # connects in its own thread
         for reader in self.readers:
             thread = threading.Thread(
                 target=reader.run, name=f"read {reader.source.name}", daemon=True
@@ -408,6 +440,10 @@ class Agent:
         said and tried again; the readers hold and count what they cannot commit. No work per
         meter unless points are due: the metrics ask the owners at scrape time."""
         self.check_store()
+        try:
+            self.spool.maintain()
+        except SpoolError as exc:
+            log.error("cannot sync or fold the journal; trying again", error=str(exc))
         if self.deliverer is None:
             try:
                 self.spool.enforce(time.time())
@@ -438,6 +474,8 @@ class Agent:
         self.stop.set()
         for thread in self._threads:
             thread.join(timeout=10)
+        if self.mqtt is not None:
+            self.mqtt.close()
         self._deliver_stop.set()
         if self._deliver_thread is not None:
             self._deliver_thread.join(timeout=15)
@@ -469,6 +507,7 @@ def run(settings: Settings) -> int:
         spool=str(agent.spool.path),
         influx=f"{mask_url(target.url)} ({target.api})" if target else "none (local store only)",
         metrics=f"http://{url_host(settings.metrics_host)}:{settings.metrics_port}/metrics",
+        mqtt=mask_url(settings.mqtt_url) if settings.mqtt_url else "none",
     )
     if target is not None and not target.verify_tls and target.url.startswith("https"):
         log.warning("TLS certificate verification is off for InfluxDB")

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import pytest
 
@@ -256,28 +256,117 @@ class Prometheus(Server):
         return result
 
 
+ConfiguredServer = TypeVar("ConfiguredServer", bound=Server)
+
+
+@contextmanager
+def _configured(
+    kind: type[ConfiguredServer], binary: str, workdir: Path, config_text: str, *flags: str
+) -> Iterator[ConfiguredServer]:
+    """A Prometheus-family server (`--config.file`, `--web.listen-address`, `/-/ready`) on a
+    free loopback port, with `config_text` as its config file in `workdir`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    name = kind.__name__.lower()
+    config = workdir / f"{name}.yml"
+    config.write_text(config_text)
+    argv = [binary, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}"]
+    server = kind(name, f"http://127.0.0.1:{port}", port, workdir, [*argv, *flags])
+    server.start("/-/ready")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @contextmanager
 def prometheus(workdir: Path, config_text: str) -> Iterator[Prometheus]:
     """`config_text` is the whole prometheus.yml; relative rule paths resolve from `workdir`."""
     binary = require_binary("prometheus")
+    flags = (f"--storage.tsdb.path={workdir}/data", "--log.level=warn")
+    with _configured(Prometheus, binary, workdir, config_text, *flags) as server:
+        yield server
+
+
+class Alertmanager(Server):
+    """Alertmanager (Debian's `prometheus-alertmanager`), through its v2 HTTP API."""
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Every alert it holds, with its `status` (active, suppressed and by what)."""
+        status, body = http("GET", f"{self.url}/api/v2/alerts")
+        assert status == 200, body
+        answer: list[dict[str, Any]] = json.loads(body)
+        return answer
+
+    def post(self, *labels: dict[str, str]) -> None:
+        """Firing alerts with these label sets, as Prometheus sends them."""
+        alerts = [{"labels": labelset, "annotations": {}} for labelset in labels]
+        body = json.dumps(alerts).encode()
+        headers = {"Content-Type": "application/json"}
+        status, answer = http("POST", f"{self.url}/api/v2/alerts", body, headers=headers)
+        assert status == 200, answer
+
+
+@contextmanager
+def alertmanager(workdir: Path, config_text: str) -> Iterator[Alertmanager]:
+    """`config_text` is the whole alertmanager.yml; a single instance (no cluster port)."""
+    binary = require_binary("prometheus-alertmanager")
+    flags = (f"--storage.path={workdir}/data", "--cluster.listen-address=", "--log.level=warn")
+    with _configured(Alertmanager, binary, workdir, config_text, *flags) as server:
+        yield server
+
+
+class Mosquitto(Server):
+    """Mosquitto (Debian's `mosquitto`): anonymous, or with `users` from a password file."""
+
+    def start(self, ready_path: str = "") -> None:
+        """Ready when the port accepts connections (the broker speaks no HTTP)."""
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited: {self.log.read_text()[-2000:]}")
+            with suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.5):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"mosquitto did not listen in 30 s: {self.log.read_text()[-2000:]}")
+
+
+@contextmanager
+def mosquitto(
+    workdir: Path, users: dict[str, str] | None = None, tls: tuple[Path, Path] | None = None
+) -> Iterator[Mosquitto]:
+    """On a free loopback port (`server.url` is mqtt://127.0.0.1:PORT), retained messages kept
+    across a restart() in workdir; with `users` (name → password) no anonymous clients; with
+    `tls` (certificate, key) TLS only (`mqtts://`)."""
+    binary = require_binary("mosquitto")
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    config = workdir / "prometheus.yml"
-    config.write_text(config_text)
-    server = Prometheus(
-        "prometheus",
-        f"http://127.0.0.1:{port}",
-        port,
-        workdir,
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={workdir}/data",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-        ],
+    lines = [
+        f"listener {port} 127.0.0.1",
+        f"allow_anonymous {'false' if users else 'true'}",
+        "persistence true",
+        f"persistence_location {workdir}/",
+        "log_dest stdout",
+    ]
+    if tls is not None:
+        lines += [f"certfile {tls[0]}", f"keyfile {tls[1]}"]
+    if os.geteuid() == 0:  # as root it would run as `mosquitto`, who cannot read workdir
+        lines.append("user root")
+    if users:
+        passwords = workdir / "passwords"
+        passwords.write_text("".join(f"{name}:{secret}\n" for name, secret in users.items()))
+        passwd = shutil.which("mosquitto_passwd") or "mosquitto_passwd"
+        subprocess.run([passwd, "-U", str(passwords)], check=True, capture_output=True)
+        lines.append(f"password_file {passwords}")
+    config = workdir / "mosquitto.conf"
+    config.write_text("\n".join(lines) + "\n")
+    scheme = "mqtts" if tls else "mqtt"
+    server = Mosquitto(
+        "mosquitto", f"{scheme}://127.0.0.1:{port}", port, workdir, [binary, "-c", str(config)]
     )
-    server.start("/-/ready")
+    server.start()
     try:
         yield server
     finally:
@@ -306,7 +395,10 @@ class ScriptedHTTP:
     made to show."""
 
     def __init__(
-        self, respond: Callable[[Request], Reply | RawReply], tls: tuple[Path, Path] | None = None
+        self,
+        respond: Callable[[Request], Reply | RawReply],
+        tls: tuple[Path, Path] | None = None,
+        port: int = 0,  # another server's, to come back where it went away
     ):
         import http.server
         import ssl
@@ -350,7 +442,7 @@ class ScriptedHTTP:
             def handle_error(self, request: object, client_address: object) -> None:
                 pass  # a client that gave up (timeout tests) is expected, not news
 
-        self.server = Server(("127.0.0.1", 0), Handler)
+        self.server = Server(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         scheme = "http"
         if tls is not None:

@@ -179,18 +179,21 @@ sys.stdin.read()  # wait to be killed, connection still open
 """
 
 
-def test_append_survives_sigkill(tmp_path: Path) -> None:
-    path = tmp_path / "store.sqlite"
+def killed_after_appending(script: str, *args: str) -> None:
+    """Run `script`, which prints `appended` and waits, and SIGKILL it then."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(path), line(1), line(2)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
+        [sys.executable, "-c", script, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
     assert proc.stdout is not None
     assert proc.stdout.readline() == b"appended\n"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
+
+
+def test_append_survives_sigkill(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite"
+    killed_after_appending(CHILD, str(path), line(1), line(2))
     assert list(Spool(path).lines()) == [line(1), line(2)]
 
 

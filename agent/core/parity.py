@@ -68,6 +68,14 @@ class _Counts:
         self.text_high += len(data.translate(None, _NOT_TEXT_HIGH))
         self.text_odd += len(data.translate(None, _NOT_TEXT_ODD))
 
+    def shift(self, other: _Counts, sign: int) -> None:
+        """Add (sign 1) or take away (sign -1) another block's counts."""
+        self.size += sign * other.size
+        self.odd += sign * other.odd
+        self.text += sign * other.text
+        self.text_high += sign * other.text_high
+        self.text_odd += sign * other.text_odd
+
 
 class ParityMasker:
     """`feed(data)` returns the bytes to frame, `close()` what is still held; `masking` is True
@@ -76,6 +84,7 @@ class ParityMasker:
     def __init__(self) -> None:
         self.masking = False
         self._blocks: deque[_Counts] = deque(maxlen=WINDOW // BLOCK)
+        self._window = _Counts()  # the sums over _blocks, kept as blocks come and go
         self._block = _Counts()
         self._held: bytearray | None = bytearray()  # None once the first verdict is in
 
@@ -92,7 +101,10 @@ class ParityMasker:
             self._block.add(piece)
             verdict = self._verdict()
             if self._block.size == BLOCK:
+                if len(self._blocks) == self._blocks.maxlen:
+                    self._window.shift(self._blocks[0], -1)
                 self._blocks.append(self._block)
+                self._window.shift(self._block, 1)
                 self._block = _Counts()
             if verdict is not None:
                 self.masking = verdict
@@ -120,15 +132,15 @@ class ParityMasker:
 
     def _verdict(self) -> bool | None:
         """True: mask, False: pass on unchanged, None: no change."""
-        w = _Counts()
-        for block in (*self._blocks, self._block):
-            w.size += block.size
-            w.odd += block.odd
-            w.text += block.text
-            w.text_high += block.text_high
-            w.text_odd += block.text_odd
-        if w.text_odd >= 8 and w.text_odd * 4 > w.text:
+        w, block = self._window, self._block
+        text = w.text + block.text
+        text_odd = w.text_odd + block.text_odd
+        if text_odd >= 8 and text_odd * 4 > text:
             return False
-        if w.text >= MIN_TEXT and w.odd * 64 <= w.size and w.text_high * 4 >= w.text:
+        if (
+            text >= MIN_TEXT
+            and (w.odd + block.odd) * 64 <= w.size + block.size
+            and (w.text_high + block.text_high) * 4 >= text
+        ):
             return True
         return None

@@ -55,8 +55,8 @@ def billing_points(telegram: Telegram, meter: str) -> list[Point]:
         return []
     tags = {"meter": meter}
     if profile.time is not None:  # Hungarian billing profile
-        entries = _entry_fields(profile.value)
-        return [Point("p1_billing", tags, entries, profile.time)] if entries else []
+        entries = _entry_fields(profile)
+        return [Point("p1_billing", tags, dict(entries), profile.time)] if entries else []
     points = []
     for peak in profile.value:  # Belgian monthly peaks, one point per month
         if isinstance(peak.value, float) and peak.start is not None:
@@ -68,12 +68,27 @@ def billing_points(telegram: Telegram, meter: str) -> list[Point]:
     return points
 
 
-def _entry_fields(values: list[Reading]) -> dict[str, FieldValue]:
+# The profile changes once a month and its line is decoded once while it repeats (the
+# decoder's line cache hands out the same Reading): its fields are made once per Reading,
+# which the entry holds, so that its id cannot be reused.
+_BILLING: dict[int, tuple[Reading, dict[str, FieldValue]]] = {}
+_BILLING_LIMIT = 256
+
+
+def _entry_fields(profile: Reading) -> dict[str, FieldValue]:
+    """The billing profile's fields; shared, so callers copy them."""
+    cached = _BILLING.get(id(profile))
+    if cached is not None and cached[0] is profile:
+        return cached[1]
+    assert isinstance(profile.value, list)
     fields: dict[str, FieldValue] = {}
-    for code, entry in zip(BILLING_PROFILE_CODES, values, strict=False):
+    for code, entry in zip(BILLING_PROFILE_CODES, profile.value, strict=False):
         if isinstance(entry.value, float):
             name, factor = unit_field(billing_name(code), entry.unit)
             fields[name] = scaled(entry.value, factor)
+    if len(_BILLING) >= _BILLING_LIMIT:
+        _BILLING.clear()
+    _BILLING[id(profile)] = (profile, fields)
     return fields
 
 

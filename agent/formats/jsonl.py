@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from itertools import compress
+from operator import is_not
 from typing import Any
 
 from agent.core.pipeline import Result
-from agent.core.telegram import Reading
+from agent.core.telegram import Reading, Telegram
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_encode = _encoder.encode
 
 
 def _reading(reading: Reading) -> dict[str, Any]:
@@ -30,9 +35,8 @@ def _reading(reading: Reading) -> dict[str, Any]:
     return out
 
 
-def record(result: Result, time: tuple[datetime, str] | None = None) -> dict[str, Any]:
-    """`time`: for a meter without a usable clock, the time that stands in and its source
-    (`received`, `start`, `log`), written as `time` and `time_source`."""
+def _head(result: Result, time: tuple[datetime, str] | None) -> dict[str, Any]:
+    """The record of a frame up to its readings (all of it for a rejected frame)."""
     telegram = result.telegram
     rec: dict[str, Any] = {"status": result.status}
     if telegram is None:
@@ -48,7 +52,12 @@ def record(result: Result, time: tuple[datetime, str] | None = None) -> dict[str
     rec["telegram"] = result.frame.text.decode("latin-1")
     if result.repair is not None:
         rec["repair"] = result.repair.record()
-    rec["readings"] = {obis: _reading(r) for obis, r in telegram.readings.items()}
+    return rec
+
+
+def _tail(result: Result, telegram: Telegram) -> dict[str, Any]:
+    """What follows the readings."""
+    rec: dict[str, Any] = {}
     if telegram.unknown_lines:
         rec["unknown_lines"] = telegram.unknown_lines
     if result.derived:
@@ -56,5 +65,83 @@ def record(result: Result, time: tuple[datetime, str] | None = None) -> dict[str
     return rec
 
 
+def record(result: Result, time: tuple[datetime, str] | None = None) -> dict[str, Any]:
+    """`time`: for a meter without a usable clock, the time that stands in and its source
+    (`received`, `start`, `log`), written as `time` and `time_source`."""
+    rec = _head(result, time)
+    telegram = result.telegram
+    if telegram is None:
+        return rec
+    rec["readings"] = {obis: _reading(r) for obis, r in telegram.readings.items()}
+    rec.update(_tail(result, telegram))
+    return rec
+
+
+class _Fragments:
+    """Readings → their JSON text, the same bytes `json.dumps(record(…))` writes.
+
+    Most readings of a telegram are the very objects of the one before (the decoder hands out
+    again what did not change), so the pieces of the last telegram are kept and only those
+    whose reading is another object are written anew; a number reading directly, anything else
+    through `_reading`."""
+
+    LIMIT = 4096
+
+    def __init__(self) -> None:
+        self.strings: dict[str, str] = {}  # OBIS keys and units as JSON strings
+        # The last telegram's OBIS keys, readings and pieces, in one tuple: replaced whole,
+        # so that a thread never sees the keys of one telegram with the pieces of another.
+        self._last: tuple[list[str], list[Reading], list[str]] = ([], [], [])
+
+    def string(self, text: str) -> str:
+        encoded = self.strings.get(text)
+        if encoded is None:
+            encoded = _encode(text)
+            if len(self.strings) < self.LIMIT:
+                self.strings[text] = encoded
+        return encoded
+
+    def piece(self, obis: str, reading: Reading) -> str:
+        """`"obis":{…}`"""
+        value = reading.value
+        if (
+            value.__class__ is float
+            and value - value == 0.0  # finite: json writes NaN
+            and reading.time is None
+            and reading.start is None
+            and reading.raw is None
+        ):
+            unit = reading.unit
+            text = '{"value":' + repr(value)
+            text += ',"unit":' + self.string(unit) + "}" if unit else "}"
+        else:
+            text = _encode(_reading(reading))
+        return self.string(obis) + ":" + text
+
+    def readings(self, telegram: Telegram) -> str:
+        keys = list(telegram.readings)
+        values = list(telegram.readings.values())
+        last_keys, last_values, last_pieces = self._last
+        if keys == last_keys:
+            pieces = last_pieces.copy()
+            # The readings that are other objects than last time, found in C.
+            for i in compress(range(len(values)), map(is_not, values, last_values)):
+                pieces[i] = self.piece(keys[i], values[i])
+        else:
+            pieces = [self.piece(obis, reading) for obis, reading in telegram.readings.items()]
+        self._last = (keys, values, pieces)
+        return "{" + ",".join(pieces) + "}"
+
+
+_FRAGMENTS = _Fragments()
+
+
 def dumps(result: Result, time: tuple[datetime, str] | None = None) -> str:
-    return json.dumps(record(result, time), ensure_ascii=False, separators=(",", ":"))
+    """One record as JSON text: `json.dumps(record(result, time))`, compact, not ASCII-only."""
+    head = _encode(_head(result, time))
+    telegram = result.telegram
+    if telegram is None:
+        return head
+    tail = _tail(result, telegram)
+    readings = _FRAGMENTS.readings(telegram)
+    return head[:-1] + ',"readings":' + readings + ("," + _encode(tail)[1:] if tail else "}")

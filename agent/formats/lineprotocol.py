@@ -6,6 +6,8 @@ import functools
 import math
 import re
 from collections.abc import Iterable
+from itertools import compress
+from operator import is_not
 
 from agent.core.fields import FieldValue
 from agent.core.points import Point
@@ -23,6 +25,30 @@ def _key(text: str) -> str:
     return _DANGLING_BACKSLASH.sub("/", text).translate(_KEY_ESCAPES)
 
 
+@functools.lru_cache(maxsize=1024)
+def _head(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
+    """`measurement,tag=value…` with the tags sorted; the same few heads repeat in every point."""
+    head = _DANGLING_BACKSLASH.sub("/", measurement).translate(_MEASUREMENT_ESCAPES)
+    for key, value in sorted(tags):
+        if value:
+            head += f",{_key(key)}={_key(value)}"
+    return head
+
+
+# Field name → its escaped form and `=`: a dict lookup per field instead of a cache call.
+_PREFIXES: dict[str, str] = {}
+_PREFIX_LIMIT = 4096
+
+
+def _prefix(key: str) -> str:
+    prefix = _PREFIXES.get(key)
+    if prefix is None:
+        prefix = _key(key) + "="
+        if len(_PREFIXES) < _PREFIX_LIMIT:
+            _PREFIXES[key] = prefix
+    return prefix
+
+
 def _field_value(value: FieldValue) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -32,23 +58,47 @@ def _field_value(value: FieldValue) -> str:
     return f'"{escaped}"'
 
 
+def _field(key: str, value: FieldValue) -> str:
+    """`key=value`, or "" for a value InfluxDB refuses the whole point for (`inf`, `nan`): the
+    one reading is left out instead."""
+    prefix = _PREFIXES.get(key) or _prefix(key)
+    if value.__class__ is float:  # the common case, without the calls of _field_value
+        return prefix + repr(value) if value - value == 0.0 else ""  # inf - inf is nan
+    if isinstance(value, float) and not math.isfinite(value):
+        return ""
+    return prefix + _field_value(value)
+
+
+# Per measurement, the last point's field names, values and `key=value` pieces, in one tuple
+# (replaced whole: reader threads share it). Most values are the very objects of the point
+# before (the decoder hands out again what did not change), so only the others are formatted.
+_LAST: dict[str, tuple[list[str], list[FieldValue], list[str]]] = {}
+
+
+def _fields(measurement: str, fields: dict[str, FieldValue]) -> str:
+    keys = list(fields)
+    values = list(fields.values())
+    last = _LAST.get(measurement)
+    if last is not None and last[0] == keys:
+        pieces = last[2].copy()
+        # The values that are other objects than last time, found in C.
+        for i in compress(range(len(values)), map(is_not, values, last[1])):
+            pieces[i] = _field(keys[i], values[i])
+    else:
+        pieces = [_field(key, value) for key, value in fields.items()]
+    if last is not None or len(_LAST) < _PREFIX_LIMIT:
+        _LAST[measurement] = (keys, values, pieces)
+    return ",".join(filter(None, pieces))
+
+
 def encode(point: Point) -> str | None:
     """One line (without newline), or None when the point has no fields."""
     if not point.fields:
         return None
-    head = _DANGLING_BACKSLASH.sub("/", point.measurement).translate(_MEASUREMENT_ESCAPES)
-    for key in sorted(point.tags):
-        value = point.tags[key]
-        if value:
-            head += f",{_key(key)}={_key(value)}"
-    body = ",".join(
-        f"{_key(key)}={_field_value(value)}"
-        for key, value in point.fields.items()
-        # InfluxDB refuses the whole point for one `inf`; the one reading is left out instead.
-        if not isinstance(value, float) or math.isfinite(value)
-    )
+    body = _fields(point.measurement, point.fields)
     if not body:
         return None
+    head = _head(point.measurement, tuple(point.tags.items()))
     if point.time is None:
         return f"{head} {body}"
     return f"{head} {body} {int(point.time.timestamp())}"

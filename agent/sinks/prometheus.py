@@ -32,6 +32,7 @@ from agent.sinks.spool import SpoolError
 
 if TYPE_CHECKING:
     from agent.deliver import DeliveryStats
+    from agent.sinks.mqtt import MqttSink
     from agent.sinks.spool import Spool
 
 log = structlog.get_logger("p1-agent.metrics")
@@ -164,6 +165,7 @@ class _Owners:
     links: Callable[[], Mapping[str, Link]]  # meter → the link of the reader labelling it now
     spool: Spool
     delivery: DeliveryStats | None  # None without an InfluxDB
+    mqtt: MqttSink | None = None  # None without an MQTT broker
 
 
 class _Meter(NamedTuple):
@@ -393,13 +395,14 @@ class Metrics(Collector):
         links: Callable[[], Mapping[str, Link]],
         spool: Spool,
         delivery: DeliveryStats | None = None,
+        mqtt: MqttSink | None = None,
     ) -> None:
         """Ask these at every scrape: `links` for the links of the readers, by the meter each
-        labels; the spool; the deliverer's counts (None without an InfluxDB). The spool and the
-        deliverer count by meter only the meters with metrics from now on, and forget a meter
-        that leaves them."""
-        self._owners = _Owners(links, spool, delivery)
-        for owner in (spool, delivery):
+        labels; the spool; the deliverer's counts (None without an InfluxDB); the MQTT sink's
+        (None without a broker). The spool, the deliverer and the MQTT sink count by meter only
+        the meters with metrics from now on, and forget a meter that leaves them."""
+        self._owners = _Owners(links, spool, delivery, mqtt)
+        for owner in (spool, delivery, mqtt):
             if owner is not None:
                 owner.count_only(self.tracks)
 
@@ -474,6 +477,8 @@ class Metrics(Collector):
             owners.spool.forget(meters)
             if owners.delivery is not None:
                 owners.delivery.forget(meters)
+            if owners.mqtt is not None:
+                owners.mqtt.forget(meters)
 
     def known(self, name: str) -> MeterState | None:
         """The meter's state if it has one; never made here, so the readers' bound holds."""
@@ -537,6 +542,8 @@ class Metrics(Collector):
             yield from self._link(meters)
             yield from self._readings(meters)
             yield self._dropped()
+        if self._owners is not None and self._owners.mqtt is not None:
+            yield from _mqtt(self._owners.mqtt)
 
     def _ask(self) -> _Answers:
         owners = self._owners
@@ -614,6 +621,28 @@ class Metrics(Collector):
                 gas.add_metric([name], meter.state.gas_m3)
         yield from families.values()
         yield gas
+
+
+def _mqtt(sink: MqttSink) -> Iterator[Metric]:
+    """The MQTT sink's connection and what it sent or could not send, by meter."""
+    stats = sink.stats
+    connected = 1.0 if stats.connected else 0.0
+    yield GaugeMetricFamily("p1_mqtt_connected", "1 while the MQTT broker is connected", connected)
+    yield CounterMetricFamily("p1_mqtt_reconnects", "MQTT broker reconnections", stats.reconnects)
+    sent = CounterMetricFamily(
+        "p1_mqtt_messages", "MQTT messages the broker acknowledged", labels=["meter"]
+    )
+    lost = CounterMetricFamily(
+        "p1_mqtt_dropped_messages",
+        "MQTT messages not sent: the broker was away (disconnected) or too slow (queue_full)",
+        labels=["meter", "reason"],
+    )
+    for meter, (acknowledged, dropped) in stats.by_meter().items():
+        sent.add_metric([meter], acknowledged)
+        for reason, n in dropped.items():
+            lost.add_metric([meter, reason], n)
+    yield sent
+    yield lost
 
 
 def _gas(result: Result) -> float | None:

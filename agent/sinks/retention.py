@@ -1,13 +1,17 @@
 """Retention of the data directory's daily files (raw captures, noise logs): days older than the
-configured age are deleted, so a capture kept on an SD card cannot fill it over the years."""
+configured age are deleted, so a capture kept on an SD card cannot fill it over the years. And
+the rule by which the local store thins readings older than `--spool-downsample-after`."""
 
 from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import structlog
+
+from agent.sinks.linepack import series
 
 log = structlog.get_logger("p1-agent.retention")
 
@@ -34,3 +38,21 @@ def expire(directory: Path, pattern: str, max_age: float, now: float) -> list[Pa
     if gone:
         log.info("expired daily files deleted", directory=str(directory), files=len(gone))
     return gone
+
+
+def last_per_minute(lines: Iterable[tuple[int, str]]) -> set[int]:
+    """The store's downsampling rule: of lines (id, line protocol), the ids to keep, which are
+    the last line (highest id) of each series in each minute of its point's time; a line
+    without a time is kept. The last reading rather than a mean: energy registers stay exact
+    and a kept point is one the meter sent."""
+    last: dict[tuple[str, int], int] = {}
+    keep: set[int] = set()
+    for i, line in lines:
+        try:
+            minute = int(line.rpartition(" ")[2]) // 60
+        except ValueError:
+            keep.add(i)
+            continue
+        key = (series(line), minute)
+        last[key] = max(i, last.get(key, i))
+    return keep | set(last.values())

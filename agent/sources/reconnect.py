@@ -157,3 +157,22 @@ class Reconnector:
             return False
         self._quiet_until = now + self.log_every
         return True
+
+
+class LinkState:
+    """The Source protocol's `connected`, `reconnects` and `last_error`, for a source whose link
+    its Reconnector `_link` keeps."""
+
+    _link: Reconnector
+
+    @property
+    def connected(self) -> bool:
+        return self._link.connected
+
+    @property
+    def reconnects(self) -> int:
+        return self._link.reconnects
+
+    @property
+    def last_error(self) -> str | None:
+        return self._link.last_error

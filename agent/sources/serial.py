@@ -20,7 +20,7 @@ import structlog
 
 from agent.config import Settings, SourceSettings
 from agent.redact import mask_url
-from agent.sources.reconnect import Backoff, Reconnector, describe
+from agent.sources.reconnect import Backoff, LinkState, Reconnector, describe
 from agent.sources.speed import AUTO, LineSettings, SpeedProbe, parse_settings
 from agent.sources.watch import NoTelegramWatch
 
@@ -140,7 +140,8 @@ def check_url(url: str) -> None:
     shown = mask_url(url)
     unsupported = ValueError(
         f"source {shown!r} is not supported (use a device path such as /dev/ttyUSB0, "
-        "socket://HOST:PORT, rfc2217://HOST:PORT, file:PATH or simulator)"
+        "socket://HOST:PORT, rfc2217://HOST:PORT, file:PATH, homewizard://HOST, "
+        "mqtt://HOST/TOPIC or simulator)"
     )
     scheme, sep, _ = url.partition("://")
     if not sep:
@@ -161,7 +162,7 @@ def check_url(url: str) -> None:
             raise ValueError(f"source {shown!r} is not {scheme}://HOST:PORT")
 
 
-class SerialSource:
+class SerialSource(LinkState):
     """Bytes from a serial link, reconnecting forever; see the `Source` protocol.
 
     `settings` is fixed line settings or a `SpeedProbe` (`auto`). `factory`, `backoff`, `clock`
@@ -202,18 +203,6 @@ class SerialSource:
     def settings(self) -> LineSettings:
         line = self._line
         return line.settings if isinstance(line, SpeedProbe) else line
-
-    @property
-    def connected(self) -> bool:
-        return self._link.connected
-
-    @property
-    def reconnects(self) -> int:
-        return self._link.reconnects
-
-    @property
-    def last_error(self) -> str | None:
-        return self._link.last_error
 
     def read(self) -> bytes:
         port = self._port or self._open()
