@@ -18,7 +18,7 @@ from typing import TextIO
 
 from agent.core.fields import FieldValue
 from agent.formats.lineparse import ParsedPoint, parse
-from agent.sinks.spool import Spool
+from agent.sinks.spool import Spool, reader
 
 FORMATS = ("line-protocol", "jsonl", "csv")
 TAG_COLUMNS = ["meter", "kind", "device"]
@@ -79,10 +79,7 @@ def export(spool_path: Path, fmt: str, out: TextIO) -> int:
     """Write every spooled point to `out` in `fmt` (one of FORMATS); returns the point count."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r} (one of {', '.join(FORMATS)})")
-    if not spool_path.is_file():
-        raise FileNotFoundError(f"no local store at {spool_path}")
-    # recover=False: the journal of an agent running meanwhile is read, not folded.
-    spool = Spool(spool_path, max_bytes=0, max_age=0, recover=False)
+    spool = reader(spool_path)
     try:
         if fmt == "csv":
             return _write_csv(spool, out)

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 
 from agent.config import ConfigError, Settings, SourceSettings, _secret
 from agent.core.gcm import LUXEMBOURG_AUTHENTICATION_KEY, GcmKeys
-from agent.logs import register_secret
 
 _HEX_KEY = re.compile(r"[0-9A-Fa-f]{32}")
 DECRYPTION, AUTHENTICATION = "decryption key", "authentication key"
@@ -29,6 +28,10 @@ def parse_key(text: str, what: str, origin: str) -> bytes:
             f"the {what} from {origin} is not 32 hex digits (16 bytes); it has "
             f"{len(digits)} characters"
         )
+    # Imported here: structlog's import is a fifth of `replay`'s start-up, which needs it only
+    # for a key.
+    from agent.logs import register_secret
+
     register_secret(digits)
     register_secret(digits.lower())
     register_secret(digits.upper())

@@ -19,7 +19,6 @@ import gzip
 import io
 import os
 import re
-import shutil
 import sys
 import tempfile
 import zlib
@@ -35,6 +34,7 @@ from agent.core.points import telegram_points
 from agent.core.telegram import MeterZone
 from agent.formats import jsonl, lineprotocol
 from agent.formats.csv import CsvWriter
+from agent.formats.output import copy_bytes
 from agent.sinks.rawcapture import packed_size, read_times
 
 if TYPE_CHECKING:
@@ -448,7 +448,7 @@ class _Parts:
             self._csv.append(part.path)
             return
         with open(part.path, "rb") as data:
-            _copy(data, self.out)
+            copy_bytes(data, self.out)
         os.unlink(part.path)
 
     def close(self) -> None:
@@ -475,7 +475,7 @@ def _join_csv(paths: list[str], out: TextIO) -> None:
         if header == list(columns):  # the common case: the same columns in every part
             with open(path, "rb") as data:
                 data.readline()  # the header: no line breaks in it (field names, OBIS codes)
-                _copy(data, out)
+                copy_bytes(data, out)
             os.unlink(path)
             continue
         where = [columns[name] for name in header]
@@ -488,16 +488,6 @@ def _join_csv(paths: list[str], out: TextIO) -> None:
                     cells[index] = cell
                 writer.writerow(cells)
         os.unlink(path)
-
-
-def _copy(data: BinaryIO, out: TextIO) -> None:
-    """The rest of a part into the output, as bytes when the output has them (no decoding)."""
-    buffer = getattr(out, "buffer", None)
-    if buffer is None:
-        out.write(data.read().decode("utf-8"))
-        return
-    out.flush()
-    shutil.copyfileobj(data, buffer)
 
 
 def capture_files(paths: list[str]) -> list[str]:

@@ -219,8 +219,8 @@ def main() -> None:
         "pipeline before the repair engine (target: the engine costs clean telegrams ≤ 5 %); "
         "dsmr_parser "
         "includes `bytes.decode('latin-1')`, and its logger is silenced (it logs a traceback "
-        "for the Hungarian 0xFF text-message line, which it fails to parse). Target: ≥ 20× "
-        "faster than dsmr_parser.\n"
+        "for the Hungarian 0xFF text-message line, which it fails to parse). Targets: decode ≥ 20× "
+        "and the whole pipeline ≥ 30× faster than dsmr_parser.\n"
     )
 
 

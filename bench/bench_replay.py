@@ -1,6 +1,7 @@
 """`p1-agent replay` end to end as a user runs it: against dsmr_parser, a day, a year in parallel.
 
     python bench/bench_replay.py [--count 10000] [--rounds 2] [--repeat 5] [--year] [--jobs 2]
+    python bench/bench_replay.py --instructions [--count 1000]
 
 Every figure is the CPU time (user + sys, os.wait4) of a child process, start-up included.
 1. Against dsmr_parser: `--count` simulated hu telegrams in one file; per round, the reference
@@ -11,8 +12,11 @@ Every figure is the CPU time (user + sys, os.wait4) of a child process, start-up
    ratio reference / ours.
 2. A day of hu telegrams (8640) and its gzip copy, median of `--repeat` runs, with wall time and
    peak RSS; an empty file gives the start-up cost every row includes.
-3. With `--year`: a year of 10-s telegrams (3.15 million, as 365 daily files) replayed to line
-   protocol with `--jobs 1` and `--jobs N`: wall time, CPU time and the summary line.
+3. With `--year`: a year of 10-s telegrams (3.15 million, as 365 daily files in a directory)
+   replayed to line protocol with `--jobs N`: wall time, CPU time and the summary line.
+With `--instructions` instead: both sides counted in instructions executed (valgrind), which
+load does not change, for start-up and per telegram (`--count` telegrams of ours, a twentieth
+of that for dsmr_parser).
 The markdown sections go to stdout, progress to stderr.
 """
 
@@ -21,10 +25,12 @@ from __future__ import annotations
 import argparse
 import gzip
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -32,6 +38,7 @@ from benchenv import header, log, p1_agent
 from childproc import Run, floor_mib, measure
 
 DAY = 8640
+MEASURE = 10_000  # telegrams of the comparison with dsmr_parser (issue 18's measure)
 FORMATS = ("csv", "jsonl", "line-protocol")
 # The reference: dsmr_parser's bare parse of every telegram of the file, nothing written. Its
 # logger is silenced: it logs a traceback for every Hungarian telegram (the 0xFF message line).
@@ -106,6 +113,64 @@ def against_dsmr_parser(agent: str, tmp: Path, count: int, rounds: int) -> str:
     )
 
 
+def instructions(argv: list[str]) -> int:
+    """Instructions a command executes (valgrind's callgrind): the same on a busy machine."""
+    run = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for line in run.stderr.splitlines():
+        if "Collected :" in line:
+            return int(line.rpartition(":")[2])
+    sys.exit(f"no instruction count from valgrind:\n{run.stderr}")
+
+
+def counted(agent: str, tmp: Path, count: int, reference_count: int) -> str:
+    """Start-up and per-telegram instructions of each side, from runs on an empty file and on
+    `count` (ours) or `reference_count` (dsmr_parser, 20× slower under valgrind) telegrams."""
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is not installed: apt-get install valgrind")
+    ours, theirs, empty = tmp / "counted.p1", tmp / "reference.p1", tmp / "nothing.p1"
+    simulate(agent, ours, count)
+    simulate(agent, theirs, reference_count)
+    empty.write_bytes(b"")
+    out = tmp / "out"
+    python = Path(agent).parent / "python"
+    reference = [str(python), "-c", REFERENCE]
+    log(f"valgrind: dsmr_parser on {reference_count} telegrams")
+    ref_start = instructions([*reference, str(empty)])
+    ref_each = (instructions([*reference, str(theirs)]) - ref_start) / reference_count
+    rows = []
+    for fmt in FORMATS:
+        log(f"valgrind: replay --format {fmt} on {count} telegrams")
+        replay = [str(python), agent, "replay", "--format", fmt, "-o", str(out)]
+        start = instructions([*replay, str(empty)])
+        each = (instructions([*replay, str(ours)]) - start) / count
+        total, ref_total = start + MEASURE * each, ref_start + MEASURE * ref_each
+        rows.append(
+            f"| {fmt} | {start / 1e6:.0f} | {each / 1e3:.0f} | {ref_start / 1e6:.0f} "
+            f"| {ref_each / 1e3:.0f} | **{ref_total / total:.1f}×** | {ref_each / each:.1f}× |"
+        )
+    command = f"python bench/bench_replay.py --instructions --count {count}"
+    return "\n".join(
+        [
+            header("Replay end to end against dsmr_parser, in instructions", command),
+            "The same comparison counted in instructions executed (valgrind --tool=callgrind), "
+            "which load on a shared machine does not change: each side's start-up (a run on an "
+            f"empty file) and its cost per telegram (from {count} simulated hu telegrams, "
+            f"{reference_count} for dsmr_parser); the speed-up is for {MEASURE} telegrams "
+            "with start-up (the measure above), and per telegram without.\n",
+            "| format | ours start-up M | ours k per telegram | dsmr_parser start-up M "
+            f"| dsmr_parser k per telegram | speed-up, {MEASURE} telegrams | per telegram |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+            *rows,
+            "",
+        ]
+    )
+
+
 def a_day(agent: str, tmp: Path, repeat: int) -> str:
     day = tmp / "day-hu.p1"
     log(f"generating {DAY} hu telegrams into {day}")
@@ -150,38 +215,34 @@ def a_day(agent: str, tmp: Path, repeat: int) -> str:
 
 
 def a_year(agent: str, tmp: Path, jobs: int) -> str:
-    """365 daily files of 8640 telegrams: made once (one day simulated per file, the days go
-    on where the last ended), then replayed with one job and with `jobs`."""
+    """365 daily files of 8640 telegrams (the days simulated on every core, each from its own
+    midnight), replayed with `--jobs`."""
     start = datetime(2024, 1, 1, tzinfo=UTC)
-    days = []
-    for n in range(365):
-        path = tmp / f"p1-{(start + timedelta(days=n)).date().isoformat()}.raw"
-        simulate(agent, path, DAY, start + timedelta(days=n))
-        days.append(path)
-        if n % 30 == 0:
-            log(f"generated {n + 1}/365 days")
+    folder = tmp / "year"
+    folder.mkdir()
+    days = [folder / f"p1-{(start + timedelta(days=n)).date().isoformat()}.p1" for n in range(365)]
+    log(f"generating 365 days of {DAY} hu telegrams in {folder}")
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        list(
+            pool.map(lambda n: simulate(agent, days[n], DAY, start + timedelta(days=n)), range(365))
+        )
     total = DAY * len(days)
     out = tmp / "year.lp"
-    rows = []
-    for n in (1, jobs):
-        log(f"replay of the year with --jobs {n}")
-        argv = replay_argv(agent, days, "line-protocol", out, "--jobs", str(n))
-        run = checked(argv, f"telegrams {total}: valid {total},")
-        rows.append(
-            f"| {n} | {run.wall_s:.1f} | {run.cpu_s:.1f} | {out.stat().st_size / 1e9:.2f} "
-            f"| {run.stderr.splitlines()[1]} |"
-        )
+    log(f"replay of the year with --jobs {jobs}")
+    argv = replay_argv(agent, [folder], "line-protocol", out, "--jobs", str(jobs))
+    run = checked(argv, f"telegrams {total}: valid {total},")
     command = f"python bench/bench_replay.py --year --jobs {jobs}"
     return "\n".join(
         [
             header("Replay: a year of 10-s telegrams in parallel", command),
-            f"{total} simulated hu telegrams in 365 daily files (one file per day, "
-            f"{total * 2348 / 1e9:.1f} GB), `p1-agent replay FILE… --format line-protocol "
-            f"-o OUT --jobs J` on {os.cpu_count()} cores; wall and CPU time (user + sys of the "
-            "command and its workers) of one run. Target: < 2 min on 2 cores.\n",
+            f"{total} simulated hu telegrams in 365 daily files (`p1-YYYY-MM-DD.p1`, "
+            f"{total * 2348 / 1e9:.1f} GB) in one directory, `p1-agent replay DIR --format "
+            f"line-protocol -o OUT --jobs {jobs}` on {os.cpu_count()} cores; wall and CPU time "
+            "(user + sys of the command and its workers) of one run. Target: < 2 min on 2 cores.\n",
             "| jobs | wall s | CPU s | output GB | summary |",
             "|---:|---:|---:|---:|---|",
-            *rows,
+            f"| {jobs} | {run.wall_s:.1f} | {run.cpu_s:.1f} | {out.stat().st_size / 1e9:.2f} "
+            f"| {run.stderr.splitlines()[1]} |",
             "",
         ]
     )
@@ -192,12 +253,20 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=10_000, help="telegrams against dsmr_parser")
     parser.add_argument("--rounds", type=int, default=2, help="alternated runs; best reported")
     parser.add_argument("--repeat", type=int, default=5, help="runs per row of the day table")
-    parser.add_argument("--year", action="store_true", help="also replay a year (~10 GB temp)")
+    parser.add_argument("--year", action="store_true", help="also replay a year (~13 GB temp)")
     parser.add_argument("--jobs", type=int, default=2, help="workers for the year")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="only count instructions (valgrind) of both sides, on --count telegrams of ours",
+    )
     args = parser.parse_args()
     agent = p1_agent()
     with tempfile.TemporaryDirectory(prefix="p1-bench-") as name:
         tmp = Path(name)
+        if args.instructions:
+            print(counted(agent, tmp, args.count, max(args.count // 20, 10)))
+            return
         print(against_dsmr_parser(agent, tmp, args.count, args.rounds))
         print(a_day(agent, tmp, args.repeat))
         if args.year:

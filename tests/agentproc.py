@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from servers import free_port, http
 from agent.core.pipeline import MeterPipeline, Result
 from agent.core.points import telegram_points
 from agent.formats.lineprotocol import encode_all
+from agent.sinks.spool import SpoolRow, reader
 
 
 @dataclass
@@ -158,10 +158,20 @@ def wait_for(
     raise AssertionError(f"{what} not reached in {timeout} s (last error: {last_error})")
 
 
+def store_rows(data_dir: Path) -> list[SpoolRow]:
+    """The points in an agent's store (or spool), oldest first, as `p1-agent export` reads them:
+    SQLite's (packed lines unpacked) and its journal's, which is left as it is (an agent killed
+    folds it at its next start, a running one goes on appending)."""
+    spool = reader(data_dir / "store.sqlite")
+    try:
+        return list(spool.rows())
+    finally:
+        spool.close()
+
+
 def store_lines(data_dir: Path) -> list[str]:
     """The line protocol in an agent's store (or spool), oldest first."""
-    with sqlite3.connect(data_dir / "store.sqlite") as db:
-        return [line for (line,) in db.execute("SELECT line FROM points ORDER BY id")]
+    return [row.line for row in store_rows(data_dir)]
 
 
 def core(data: bytes) -> list[Result]:

@@ -325,7 +325,10 @@ class SpoolDisk:
     def fill(self) -> None:
         assert self.pid is not None
         if self.method == "fsize":
-            sizes = [path.stat().st_size for path in self.data_dir.glob("store.sqlite*")]
+            # No file of the store may grow: the journal (the default) grows with every telegram.
+            journal = self.data_dir / "store.journal"
+            files = [journal] if journal.exists() else self.data_dir.glob("store.sqlite*")
+            sizes = [path.stat().st_size for path in files]
             resource.prlimit(self.pid, resource.RLIMIT_FSIZE, (max(sizes), resource.RLIM_INFINITY))
             return
         chunk = 1 << 20

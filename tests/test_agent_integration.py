@@ -10,14 +10,21 @@ equal the clean telegram's.
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from agentproc import AgentProcess, core, spooled_lines, start_agent, wait_counted, wait_for
+from agentproc import (
+    AgentProcess,
+    core,
+    spooled_lines,
+    start_agent,
+    store_lines,
+    wait_counted,
+    wait_for,
+)
 from meters import TcpMeter
 from servers import VictoriaMetrics, influxdb1, victoria_metrics
 
@@ -275,8 +282,7 @@ def test_wrong_token_keeps_the_data_until_the_credentials_are_fixed(tmp_path: Pa
 
 def spooled_p1_stamps(data_dir: Path) -> set[int]:
     """The meter times of the telegrams waiting in an agent's spool."""
-    with sqlite3.connect(data_dir / "store.sqlite") as db:
-        lines = [line for (line,) in db.execute("SELECT line FROM points")]
+    lines = store_lines(data_dir)
     return {int(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("p1,")}
 
 

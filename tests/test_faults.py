@@ -15,13 +15,20 @@ from __future__ import annotations
 
 import itertools
 import signal
-import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from agentproc import AgentProcess, core, spooled_lines, start_agent, wait_counted, wait_for
+from agentproc import (
+    AgentProcess,
+    core,
+    spooled_lines,
+    start_agent,
+    store_lines,
+    wait_counted,
+    wait_for,
+)
 from faultkit import (
     METER,
     Answer,
@@ -142,8 +149,7 @@ def test_influxdb_stopped_while_reading_then_restarted(tmp_path: Path, tally: Ta
 def spool_p1(data_dir: Path) -> tuple[dict[int, Fields], int]:
     """The `p1` points of METER waiting in a (stopped) agent's spool, by time, and how many
     points wait in all."""
-    with sqlite3.connect(data_dir / "store.sqlite") as db:
-        lines = [line for (line,) in db.execute("SELECT line FROM points")]
+    lines = store_lines(data_dir)
     points = {}
     for line in lines:
         point = parse(line)

@@ -7,14 +7,16 @@ so rows go to a temporary file first and the header is written in front of them 
 from __future__ import annotations
 
 import csv
-import shutil
+import io
 import tempfile
+from collections.abc import Iterator
 from datetime import datetime
-from typing import TextIO
+from typing import IO, TextIO
 
 from agent.core.fields import FieldValue
 from agent.core.pipeline import Result
 from agent.core.points import billing_points, mbus_points
+from agent.formats.output import CHUNK, copy_bytes, write_bytes
 
 FIXED = ["meter_time", "utc_offset", "meter", "status"]
 
@@ -32,9 +34,13 @@ class CsvWriter:
         self._out = out
         self._columns = list(FIXED)
         self._index = {name: i for i, name in enumerate(self._columns)}
-        self._tmp = tempfile.TemporaryFile("w+", newline="", encoding="utf-8")  # noqa: SIM115
+        self._data = tempfile.TemporaryFile()  # noqa: SIM115
+        self._tmp = io.TextIOWrapper(self._data, encoding="utf-8", newline="")
         self._rows = csv.writer(self._tmp)
         self._width: int | None = None  # column count when rows started going to the file
+        # Rows on file per width, in order: [width, rows]; more than one when columns appeared
+        # after rows had gone to the file (the average power once its window is complete).
+        self._widths: list[list[int]] = []
         # The first rows wait in memory: derived columns (average power) only appear with the
         # second telegram, and padding rows already on disk means reading them all back.
         self._first: list[list[FieldValue | None]] = []
@@ -105,25 +111,57 @@ class CsvWriter:
             if len(self._first) >= self.SETTLE:
                 self._settle()
             return
+        self._file_row(row)
+
+    def _file_row(self, row: list[FieldValue | None]) -> None:
         self._rows.writerow(row)
+        widths = self._widths
+        if widths and widths[-1][0] == len(row):
+            widths[-1][1] += 1
+        else:
+            widths.append([len(row), 1])
 
     def _settle(self) -> None:
         width = self._width = len(self._columns)
         for row in self._first:
-            self._rows.writerow(row + [None] * (width - len(row)))
+            self._file_row(row + [None] * (width - len(row)))
         self._first = []
 
     def close(self) -> None:
         if self._width is None:
             self._settle()
         csv.writer(self._out).writerow(self._columns)
-        self._tmp.seek(0)
-        if self._width is None or self._width == len(self._columns):
-            shutil.copyfileobj(self._tmp, self._out)
-        else:  # columns appeared after the first rows: pad those rows to the full width
-            writer = csv.writer(self._out)
-            width = len(self._columns)
-            for row in csv.reader(self._tmp):
-                writer.writerow(row + [""] * (width - len(row)))
+        self._tmp.flush()
+        data = self._data
+        data.seek(0)
+        width = len(self._columns)
+        if all(w == width for w, _ in self._widths):
+            copy_bytes(data, self._out)
+        else:
+            # Columns appeared after rows went to the file: those rows get empty cells at the
+            # end, as commas, since CRLF ends rows and nothing else (no value holds one).
+            batch: list[bytes] = []
+            size = 0
+            for w, count in self._widths:
+                pad = b"," * (width - w) + b"\r\n"
+                for row in _records(data, count):
+                    batch.append(row + pad)
+                    size += len(row)
+                    if size >= CHUNK:  # in pieces: the rows of a year do not fit in memory
+                        write_bytes(self._out, b"".join(batch))
+                        batch, size = [], 0
+            write_bytes(self._out, b"".join(batch))
         self._tmp.close()
         self._out.flush()
+
+
+def _records(data: IO[bytes], count: int) -> Iterator[bytes]:
+    """The next `count` CSV rows of `data`, without their CRLF."""
+    for _ in range(count):
+        row = b""
+        while not row.endswith(b"\r\n"):
+            line = data.readline()
+            if not line:
+                raise ValueError("a CSV row was cut short")
+            row += line
+        yield row[:-2]

@@ -36,7 +36,7 @@ def _reading(reading: Reading) -> dict[str, Any]:
 
 
 def _head(result: Result, time: tuple[datetime, str] | None) -> dict[str, Any]:
-    """The record of a frame up to its readings (all of it for a rejected frame)."""
+    """The record of a frame up to its telegram (all of it for a rejected frame)."""
     telegram = result.telegram
     rec: dict[str, Any] = {"status": result.status}
     if telegram is None:
@@ -49,9 +49,6 @@ def _head(result: Result, time: tuple[datetime, str] | None) -> dict[str, Any]:
     if time is not None and telegram.meter_time is None:
         rec["time"], rec["time_source"] = time[0].isoformat(), time[1]
     rec["meter"] = telegram.meter
-    rec["telegram"] = result.frame.text.decode("latin-1")
-    if result.repair is not None:
-        rec["repair"] = result.repair.record()
     return rec
 
 
@@ -72,6 +69,9 @@ def record(result: Result, time: tuple[datetime, str] | None = None) -> dict[str
     telegram = result.telegram
     if telegram is None:
         return rec
+    rec["telegram"] = result.frame.text.decode("latin-1")
+    if result.repair is not None:
+        rec["repair"] = result.repair.record()
     rec["readings"] = {obis: _reading(r) for obis, r in telegram.readings.items()}
     rec.update(_tail(result, telegram))
     return rec
@@ -89,6 +89,8 @@ class _Fragments:
 
     def __init__(self) -> None:
         self.strings: dict[str, str] = {}  # OBIS keys and units as JSON strings
+        self.starts: dict[str, str] = {}  # what comes before a number, per OBIS key
+        self.ends: dict[str | None, str] = {}  # what comes after it, per unit
         # The last telegram's OBIS keys, readings and pieces, in one tuple: replaced whole,
         # so that a thread never sees the keys of one telegram with the pieces of another.
         self._last: tuple[list[str], list[Reading], list[str]] = ([], [], [])
@@ -111,12 +113,23 @@ class _Fragments:
             and reading.start is None
             and reading.raw is None
         ):
-            unit = reading.unit
-            text = '{"value":' + repr(value)
-            text += ',"unit":' + self.string(unit) + "}" if unit else "}"
-        else:
-            text = _encode(_reading(reading))
-        return self.string(obis) + ":" + text
+            start = self.starts.get(obis) or self._start(obis)
+            return start + repr(value) + (self.ends.get(reading.unit) or self._end(reading.unit))
+        return self.string(obis) + ":" + _encode(_reading(reading))
+
+    def _start(self, obis: str) -> str:
+        """`"obis":{"value":`"""
+        start = self.string(obis) + ':{"value":'
+        if len(self.starts) < self.LIMIT:
+            self.starts[obis] = start
+        return start
+
+    def _end(self, unit: str | None) -> str:
+        """`,"unit":"kWh"}`, or `}` without a unit."""
+        end = ',"unit":' + self.string(unit) + "}" if unit else "}"
+        if len(self.ends) < self.LIMIT:
+            self.ends[unit] = end
+        return end
 
     def readings(self, telegram: Telegram) -> str:
         keys = list(telegram.readings)
@@ -142,6 +155,21 @@ def dumps(result: Result, time: tuple[datetime, str] | None = None) -> str:
     telegram = result.telegram
     if telegram is None:
         return head
+    text = head[:-1] + ',"telegram":' + _text(result.frame.text)
+    if result.repair is not None:
+        text += ',"repair":' + _encode(result.repair.record())
+    text += ',"readings":' + _FRAGMENTS.readings(telegram)
     tail = _tail(result, telegram)
-    readings = _FRAGMENTS.readings(telegram)
-    return head[:-1] + ',"readings":' + readings + ("," + _encode(tail)[1:] if tail else "}")
+    return text + ("," + _encode(tail)[1:] if tail else "}")
+
+
+_NOT_CONTROL = bytes(range(0x20, 0x100))
+
+
+def _text(raw: bytes) -> str:
+    """Latin-1 bytes as the JSON string the encoder writes, by a few passes over the bytes (the
+    encoder is slow on the 0xFF run): only `\\`, `"` and CR LF need escaping in a telegram."""
+    if raw.translate(None, _NOT_CONTROL).strip(b"\r\n"):
+        return _encode(raw.decode("latin-1"))  # other control bytes: its \u escapes
+    escaped = raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+    return '"' + escaped.replace(b"\r", b"\\r").replace(b"\n", b"\\n").decode("latin-1") + '"'

@@ -6,8 +6,8 @@ import functools
 import math
 import re
 from collections.abc import Iterable
-from itertools import compress
-from operator import is_not
+from itertools import compress, repeat
+from operator import is_not, itemgetter
 
 from agent.core.fields import FieldValue
 from agent.core.points import Point
@@ -69,25 +69,28 @@ def _field(key: str, value: FieldValue) -> str:
     return prefix + _field_value(value)
 
 
-# Per measurement, the last point's field names, values and `key=value` pieces, in one tuple
-# (replaced whole: reader threads share it). Most values are the very objects of the point
-# before (the decoder hands out again what did not change), so only the others are formatted.
-_LAST: dict[str, tuple[list[str], list[FieldValue], list[str]]] = {}
+# Per measurement, field name → the last value written under it (the object itself) and its
+# `key=value` piece. Most values are the very objects of the point before (the decoder hands
+# out again what did not change), so only the others are formatted; the lookups and identity
+# checks run in C (map), fields that come and go (average power) included. Each entry is one
+# tuple, so reader threads sharing the table never pair a value with another's piece.
+_LAST: dict[str, dict[str, tuple[FieldValue, str]]] = {}
+_NOTHING: tuple[FieldValue, str] = (float("nan"), "")  # is no value: NaN is never `is` a value
+_VALUE, _PIECE = itemgetter(0), itemgetter(1)
 
 
 def _fields(measurement: str, fields: dict[str, FieldValue]) -> str:
+    last = _LAST.get(measurement)
+    if last is None or len(last) > _PREFIX_LIMIT:
+        last = {} if len(_LAST) >= _PREFIX_LIMIT else _LAST.setdefault(measurement, {})
+        last.clear()
     keys = list(fields)
     values = list(fields.values())
-    last = _LAST.get(measurement)
-    if last is not None and last[0] == keys:
-        pieces = last[2].copy()
-        # The values that are other objects than last time, found in C.
-        for i in compress(range(len(values)), map(is_not, values, last[1])):
-            pieces[i] = _field(keys[i], values[i])
-    else:
-        pieces = [_field(key, value) for key, value in fields.items()]
-    if last is not None or len(_LAST) < _PREFIX_LIMIT:
-        _LAST[measurement] = (keys, values, pieces)
+    seen = list(map(last.get, keys, repeat(_NOTHING)))
+    pieces = list(map(_PIECE, seen))
+    for i in compress(range(len(values)), map(is_not, values, map(_VALUE, seen))):
+        pieces[i] = _field(keys[i], values[i])
+    last.update(zip(keys, zip(values, pieces, strict=True), strict=True))
     return ",".join(filter(None, pieces))
 
 

@@ -138,7 +138,10 @@ class Journal:
         self._dirty = True
         if self.started is None:
             self.started = time.monotonic()
-        self.sync_if_due()
+        # The record is the kernel's now, so the append stands (failing it would have it written
+        # again); a failed fsync is maintain()'s to retry and say.
+        with contextlib.suppress(OSError):
+            self.sync_if_due()
 
     def _cut(self) -> None:
         """Take a partial record back off the end, so the records after it still read."""

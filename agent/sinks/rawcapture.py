@@ -28,11 +28,10 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
-import structlog
-
+from agent.lazylog import LazyLogger
 from agent.sinks.retention import expire
 
-log = structlog.get_logger("p1-agent.rawcapture")
+log = LazyLogger("p1-agent.rawcapture")
 
 CHUNK = 1 << 20
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

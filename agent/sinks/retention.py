@@ -9,11 +9,10 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-import structlog
-
+from agent.lazylog import LazyLogger
 from agent.sinks.linepack import series
 
-log = structlog.get_logger("p1-agent.retention")
+log = LazyLogger("p1-agent.retention")
 
 _DATED = re.compile(r"-(\d{4}-\d{2}-\d{2})\.")
 

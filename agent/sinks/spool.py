@@ -9,9 +9,10 @@ storage is idempotent).
 Durability: WAL with `synchronous=NORMAL` survives a crash of the process (a committed append is
 in the WAL); a power cut may lose the last commits, never the consistency of the file.
 
-With a `sync_interval` (an SD card's setting) a telegram is not a SQLite commit but a record
-appended to the journal (`agent.sinks.journal`, beside the store), which survives the process
-being killed and, fsynced every `sync_interval`, loses at most that much to a power cut. Those
+With a `sync_interval` (the agent's default, for SD cards) a telegram is not a SQLite commit but
+a record appended to the journal (`agent.sinks.journal`, beside the store), which survives the
+process being killed and, fsynced every `sync_interval`, loses at most that much to a power cut.
+`reader` reads both, as a user sees the store, without folding a running agent's journal. Those
 rows wait in memory too ("held") and are delivered from there; they are folded into SQLite in one
 transaction (`synchronous=FULL`, so it is on disk before the journal is emptied) every
 `FOLD_EVERY`, when `FOLD_BYTES` wait, before an eviction, and at close. Rows InfluxDB
@@ -199,6 +200,14 @@ def open_store(
     moved = move_aside(path, "damaged")
     spool = start()
     return spool, Damage(error, moved, spool.salvage(moved))
+
+
+def reader(path: Path) -> Spool:
+    """The store as a user sees it (`p1-agent export`): its rows and those of its journal, which
+    is read, not folded, so an agent running meanwhile goes on undisturbed."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no local store at {path}")
+    return Spool(path, max_bytes=0, max_age=0, recover=False)
 
 
 def _readable_rows(
@@ -435,6 +444,8 @@ class Spool:
             except SpoolError:
                 pass
             self._count(self._read(_TOTALS))
+            # Journal rows after them: an id given twice would be skipped when folded.
+            self._next_id = max(self._next_id, self._last_id() + 1)
         return copied
 
     def _open(self) -> None:
@@ -800,22 +811,28 @@ class Spool:
             size = self._bytes
         return SpoolStats(sum(depth.values()), size, depth, oldest)
 
-    def lines(self) -> Iterator[str]:
-        """Every spooled line, oldest first, read in pages so appends are never held up."""
+    def rows(self) -> Iterator[SpoolRow]:
+        """Every spooled row, oldest first, read in pages so appends are never held up."""
         last = 0
         while True:
             with self._lock:
                 rows = self._read(
-                    "SELECT id, line FROM points WHERE id > ? ORDER BY id LIMIT 1000", (last,)
+                    "SELECT id, meter, received, line FROM points WHERE id > ? ORDER BY id"
+                    " LIMIT 1000",
+                    (last,),
                 )
             if not rows:
                 break
-            for _, line in rows:
-                yield self._text(line)
+            for i, meter, received, line in rows:
+                yield SpoolRow(int(i), meter, received, self._text(line))
             last = int(rows[-1][0])
         with self._lock:
-            held = [row.line for row, _ in self._held.values() if row.id > last]
+            held = [row for row, _ in self._held.values() if row.id > last]
         yield from held
+
+    def lines(self) -> Iterator[str]:
+        """Every spooled line, oldest first."""
+        return (row.line for row in self.rows())
 
     def replaced(self) -> bool:
         """Whether the file at `path` is no longer the one open: deleted or replaced while the
