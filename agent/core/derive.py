@@ -31,11 +31,19 @@ _PHASES = tuple(
 
 def _total(fields: dict[str, FieldValue], name: str) -> float | None:
     total_name, tariff_names = _REGISTERS[name]
-    total = fields.get(total_name)
+    get = fields.get
+    total = get(total_name)
     if isinstance(total, float):
         return total
-    tariffs = [v for t in tariff_names if isinstance(v := fields.get(t), float)]
-    return sum(tariffs) if tariffs else None
+    # As sum() over the tariffs present, without building the list.
+    found = False
+    summed: float = 0
+    for tariff in tariff_names:
+        value = get(tariff)
+        if isinstance(value, float):
+            summed += value
+            found = True
+    return summed if found else None
 
 
 STEPS = 10
@@ -101,13 +109,18 @@ def _float(fields: dict[str, FieldValue], name: str) -> float | None:
 def _estimated_current(fields: dict[str, FieldValue]) -> dict[str, float]:
     result: dict[str, float] = {}
     voltages = []
+    get = fields.get  # inlined _float: this runs for every phase of every telegram
     for voltage, power_in, power_out, estimate in _PHASES:
-        volts = _float(fields, voltage)
-        if volts is None or volts <= 0:
+        volts = get(voltage)
+        if not isinstance(volts, float) or volts <= 0:
             continue
         voltages.append(volts)
-        imported = _float(fields, power_in)
-        exported = _float(fields, power_out)
+        imported = get(power_in)
+        exported = get(power_out)
+        if not isinstance(imported, float):
+            imported = None
+        if not isinstance(exported, float):
+            exported = None
         if imported is not None or exported is not None:
             watts = ((imported or 0.0) + (exported or 0.0)) * 1000.0
             result[estimate] = round(watts / volts, 3)
