@@ -83,7 +83,11 @@ class Framer:
         self._buf += data
         frames: list[Frame] = []
         while self._step(frames):
-            pass
+            if not self._buf:
+                # Nothing left (the usual end of a whole telegram): a search of nothing would only
+                # reset the scan position.
+                self._scan = 0
+                break
         return frames
 
     def close(self) -> list[Frame]:
