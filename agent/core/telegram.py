@@ -10,6 +10,7 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agent.core.fields import FieldValue, field_for, scaled, unit_field
+from agent.core.memo import remember
 from agent.core.obis import BILLING_PROFILE_CODES, MBUS_KINDS, Kind, lookup
 
 Value = float | str | list["Reading"] | None
@@ -251,9 +252,7 @@ class Decoder:
     def _hex_text(self, text: str) -> str:
         decoded = self._idents.get(text)
         if decoded is None:
-            decoded = _hex_text(text)
-            if len(self._idents) < self.CACHE_LIMIT:
-                self._idents[text] = decoded
+            return remember(self._idents, text, _hex_text(text), self.CACHE_LIMIT)
         return decoded
 
     def _use_zone(self, header: str) -> None:
@@ -435,9 +434,12 @@ class Decoder:
         if code is None:
             obis = obis_b.decode("latin-1")
             spec = lookup(obis)
-            code = (obis, spec.kind if spec is not None else None)
-            if len(self._codes) < self.CACHE_LIMIT:
-                self._codes[obis_b] = code
+            code = remember(
+                self._codes,
+                obis_b,
+                (obis, spec.kind if spec is not None else None),
+                self.CACHE_LIMIT,
+            )
         obis, kind = code
         body = rest[:-1].decode("latin-1")
         if kind is Kind.NUMBER and ")(" not in body:
@@ -480,10 +482,7 @@ class Decoder:
         key = (obis, unit)
         if key in self._targets:
             return self._targets[key]
-        target = field_for(obis, unit)
-        if len(self._targets) < self.CACHE_LIMIT:
-            self._targets[key] = target
-        return target
+        return remember(self._targets, key, field_for(obis, unit), self.CACHE_LIMIT)
 
     def _signed(
         self, obis: str, unit: str | None, name: str, number: float

@@ -8,6 +8,7 @@ from itertools import compress
 from operator import is_not
 from typing import Any
 
+from agent.core.memo import remember
 from agent.core.pipeline import Result
 from agent.core.telegram import Reading, Telegram
 
@@ -98,9 +99,7 @@ class _Fragments:
     def string(self, text: str) -> str:
         encoded = self.strings.get(text)
         if encoded is None:
-            encoded = _encode(text)
-            if len(self.strings) < self.LIMIT:
-                self.strings[text] = encoded
+            return remember(self.strings, text, _encode(text), self.LIMIT)
         return encoded
 
     def piece(self, obis: str, reading: Reading) -> str:
@@ -119,17 +118,12 @@ class _Fragments:
 
     def _start(self, obis: str) -> str:
         """`"obis":{"value":`"""
-        start = self.string(obis) + ':{"value":'
-        if len(self.starts) < self.LIMIT:
-            self.starts[obis] = start
-        return start
+        return remember(self.starts, obis, self.string(obis) + ':{"value":', self.LIMIT)
 
     def _end(self, unit: str | None) -> str:
         """`,"unit":"kWh"}`, or `}` without a unit."""
         end = ',"unit":' + self.string(unit) + "}" if unit else "}"
-        if len(self.ends) < self.LIMIT:
-            self.ends[unit] = end
-        return end
+        return remember(self.ends, unit, end, self.LIMIT)
 
     def readings(self, telegram: Telegram) -> str:
         keys = list(telegram.readings)

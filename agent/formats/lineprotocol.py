@@ -10,6 +10,7 @@ from itertools import compress, repeat
 from operator import is_not, itemgetter
 
 from agent.core.fields import FieldValue
+from agent.core.memo import remember
 from agent.core.points import Point
 
 _KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n"})
@@ -43,9 +44,7 @@ _PREFIX_LIMIT = 4096
 def _prefix(key: str) -> str:
     prefix = _PREFIXES.get(key)
     if prefix is None:
-        prefix = _key(key) + "="
-        if len(_PREFIXES) < _PREFIX_LIMIT:
-            _PREFIXES[key] = prefix
+        return remember(_PREFIXES, key, _key(key) + "=", _PREFIX_LIMIT)
     return prefix
 
 
