@@ -12,33 +12,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from agent.core.fields import FieldValue
 
-# Field names, spelled out once rather than per telegram.
-_REGISTERS = {
-    name: (f"{name}_kwh", tuple(f"{name}_t{t}_kwh" for t in range(1, 5)))
-    for name in ("energy_import", "energy_export")
-}
-_AVERAGES = (("energy_import", "power_import_avg_kw"), ("energy_export", "power_export_avg_kw"))
+# Field names, spelled out once rather than per telegram: per register its key, its total's
+# field, its tariffs' fields and its average's field.
+_AVERAGES = tuple(
+    (name, f"{name}_kwh", tuple(f"{name}_t{t}_kwh" for t in range(1, 5)), average)
+    for name, average in (
+        ("energy_import", "power_import_avg_kw"),
+        ("energy_export", "power_export_avg_kw"),
+    )
+)
 _PHASES = tuple(
     (f"voltage_{p}_v", f"power_import_{p}_kw", f"power_export_{p}_kw", f"current_estimated_{p}_a")
     for p in ("l1", "l2", "l3")
 )
 
 
-def _total(fields: dict[str, FieldValue], name: str) -> float | None:
-    total_name, tariff_names = _REGISTERS[name]
-    get = fields.get
-    total = get(total_name)
-    if isinstance(total, float):
-        return total
-    # As sum() over the tariffs present, without building the list.
+def _total(get: Callable[[str], FieldValue | None], tariffs: tuple[str, ...]) -> float | None:
+    """A register without its total: the sum of the tariffs present (as sum() would add them)."""
     found = False
     summed: float = 0
-    for tariff in tariff_names:
+    for tariff in tariffs:
         value = get(tariff)
         if isinstance(value, float):
             summed += value
@@ -85,19 +84,23 @@ class Deriver:
         self, meter_time: datetime | None, fields: dict[str, FieldValue]
     ) -> dict[str, float]:
         derived: dict[str, float] = {}
+        get = fields.get
         if meter_time is not None:
-            for register, name in _AVERAGES:
-                value = _total(fields, register)
-                if value is None:
-                    continue
-                window = self._windows.get(register)
+            windows = self._windows
+            for register, total, tariffs, name in _AVERAGES:
+                value = get(total)
+                if not isinstance(value, float):
+                    value = _total(get, tariffs)
+                    if value is None:
+                        continue
+                window = windows.get(register)
                 if window is None:
-                    self._windows[register] = _Window(meter_time, value)
+                    windows[register] = _Window(meter_time, value)
                     continue
                 average = window.average(meter_time, value, self.max_gap)
                 if average is not None:
                     derived[name] = average
-        derived.update(_estimated_current(fields))
+        _estimated_current(fields, derived)
         return derived
 
 
@@ -106,8 +109,9 @@ def _float(fields: dict[str, FieldValue], name: str) -> float | None:
     return value if isinstance(value, float) else None
 
 
-def _estimated_current(fields: dict[str, FieldValue]) -> dict[str, float]:
-    result: dict[str, float] = {}
+def _estimated_current(fields: dict[str, FieldValue], derived: dict[str, float]) -> None:
+    """Into `derived`: the current of each phase with a voltage and a power, and their total."""
+    currents = []
     voltages = []
     get = fields.get  # inlined _float: this runs for every phase of every telegram
     for voltage, power_in, power_out, estimate in _PHASES:
@@ -123,13 +127,14 @@ def _estimated_current(fields: dict[str, FieldValue]) -> dict[str, float]:
             exported = None
         if imported is not None or exported is not None:
             watts = ((imported or 0.0) + (exported or 0.0)) * 1000.0
-            result[estimate] = round(watts / volts, 3)
-    if result:
-        result["current_estimated_total_a"] = round(sum(result.values()), 3)
+            current = derived[estimate] = round(watts / volts, 3)
+            currents.append(current)
+    if currents:
+        derived["current_estimated_total_a"] = round(sum(currents), 3)
     elif voltages:
         imported = _float(fields, "power_import_kw")
         exported = _float(fields, "power_export_kw")
         if imported is not None or exported is not None:
             watts = ((imported or 0.0) + (exported or 0.0)) * 1000.0
-            result["current_estimated_total_a"] = round(watts / (sum(voltages) / len(voltages)), 3)
-    return result
+            average = sum(voltages) / len(voltages)
+            derived["current_estimated_total_a"] = round(watts / average, 3)

@@ -18,11 +18,16 @@ Value = float | str | list["Reading"] | None
 _Line = tuple[str, "Reading", str | None, FieldValue, tuple[tuple[str, FieldValue], ...] | None]
 # A number line's layout: its end after the value, that end's negative length, and its
 # (OBIS reference, unit, field name, factor).
-_Layout = tuple[bytes, int, tuple[str, str | None, str | None, int]]
+_Known = tuple[str, str | None, str | None, int]
+_Layout = tuple[bytes, int, _Known]
+# A line `_delta` redoes from its value alone: its start up to the value (`1-0:1.8.0(`), where
+# the value starts, and its code's layout (`_layouts`).
+_Plan = tuple[bytes, int, bytes, int, _Known]
 _new_reading = tuple.__new__  # Reading without its keyword defaults, on the hot path
-# What is left of a value once its digits are deleted, when `_decimal` holds for it unsigned.
-_DIGITS = b"0123456789"
-_POINT = (b".", b"")
+_DECIMAL = b"0123456789."
+_CLOCK_CODE = "0-0:1.0.0"
+_CLOCK = _CLOCK_CODE.encode() + b"("
+_CLOCK_START = len(_CLOCK)
 
 
 class Reading(NamedTuple):
@@ -109,7 +114,7 @@ class MeterZone:
             raise ValueError(f"unknown meter time zone {name!r}") from exc
         self.name = name
         self._fixed: dict[timedelta, timezone] = {}
-        self._minutes: dict[tuple[str, int], tuple[int, int, int, int, int, timezone]] = {}
+        self._minutes: dict[tuple[str, int], datetime] = {}  # minute → its first second
 
     def parse_optional(self, text: str) -> datetime | None:
         """Timestamps that meters fill with placeholders (`632525252525W`) decode to None."""
@@ -133,8 +138,8 @@ class MeterZone:
         if not text[:12].isdigit():
             raise ValueError(text)
         # The zone's rules give one offset per local minute (they change only on whole hours),
-        # and a clock line is new in every telegram: the minute's fields and offset are found
-        # once per minute.
+        # and a clock line is new in every telegram: the minute is made once, and its seconds
+        # added (much cheaper than a datetime built from its fields).
         key = (text[:10], fold)
         minute = self._minutes.get(key)
         if minute is None:
@@ -154,9 +159,14 @@ class MeterZone:
                 fixed = self._fixed[offset] = timezone(offset)
             if len(self._minutes) >= self.MINUTES:
                 self._minutes.clear()
-            minute = self._minutes[key] = (*fields, fixed)
-        year, month, day, hour, minutes, fixed = minute
-        return datetime(year, month, day, hour, minutes, int(text[10:12]), tzinfo=fixed)
+            minute = self._minutes[key] = datetime(*fields, tzinfo=fixed)
+        second = int(text[10:12])
+        if second > 59:
+            raise ValueError(text)
+        return minute + _SECONDS[second]
+
+
+_SECONDS = tuple(timedelta(seconds=s) for s in range(60))
 
 
 def _decimal(text: bytes) -> bool:
@@ -207,14 +217,17 @@ _IDENTIFIERS = tuple(
 _BLANK = " 0\x00"
 
 
-@dataclass(frozen=True, slots=True)
-class _Previous:
-    """The last telegram `Decoder` decoded, for `_delta` to start from: its lines, per line the
-    decoded line `_delta` may replace (None where it may not: empty, unknown, DSMR 2.2 gas)."""
+class _Previous(NamedTuple):
+    """The last telegram `Decoder` decoded, for `_delta` to start from: its lines; per line the
+    decoded line `_delta` may replace (None where it may not: empty, unknown, DSMR 2.2 gas), of
+    which `_delta` compares only the code, field and further fields; per line its `_Plan`; and
+    which line is the meter's clock (-1: none), for `_delta` to redo as a time alone."""
 
     zone: MeterZone
     lines: list[bytes]
     hits: list[_Line | None]
+    plans: list[_Plan | None]
+    clock: int
     telegram: Telegram
     others: list[str]
 
@@ -232,6 +245,7 @@ class Decoder:
     def __init__(self, zone: MeterZone | None = None) -> None:
         self.zone = zone or MeterZone()
         self._auto = self.zone.auto
+        self._zone_header: str | None = None  # the header `_use_zone` last chose the zone for
         self._zones = {self.zone.name: self.zone}
         # Whole decoded lines hold times in the zone they were decoded in: one cache per zone.
         self._caches: dict[str, dict[bytes, _Line]] = {self.zone.name: {}}
@@ -243,7 +257,7 @@ class Decoder:
         self._numbers: dict[tuple[bytes, bytes], tuple[str, str | None, str | None, int]] = {}
         # OBIS bytes → the number line's layout as first seen: its end after the value
         # (`*kWh)`) and what `_numbers` holds for it. A line that ends the same way needs only
-        # its value checked and converted (see `decode`).
+        # its value checked and converted (see `_plan`).
         self._layouts: dict[bytes, _Layout] = {}
         # Most telegrams are the one before with a few lines changed (the clock, registers,
         # instantaneous values): from it only those lines are decoded again (`_delta`).
@@ -256,6 +270,7 @@ class Decoder:
         return decoded
 
     def _use_zone(self, header: str) -> None:
+        self._zone_header = header  # a meter's telegrams keep their header: looked up once
         name = header_zone(header) or DEFAULT_ZONE
         if name != self.zone.name:
             if name not in self._zones:
@@ -274,7 +289,7 @@ class Decoder:
         """Decode a frame body (`/` … `!`, CRLF line ends). Never raises on odd content."""
         lines = body.split(b"\r\n")
         header = lines[0][1:].decode("latin-1") if lines[0][:1] == b"/" else ""
-        if self._auto:
+        if self._auto and header != self._zone_header:
             self._use_zone(header)
         if len(self._cache) > self.LINE_CACHE_LIMIT:
             self._cache.clear()
@@ -289,25 +304,22 @@ class Decoder:
         hit = cache.get(line)
         if hit is not None:
             return hit
-        # A number line in a layout seen before (`_layouts`), with another value: the value
-        # alone is checked and converted, to what `_decode_line` would make of it.
+        hit = self._decode_line(line)
+        if hit is not None:
+            cache[line] = hit
+        return hit
+
+    def _plan(self, line: bytes, hit: _Line) -> _Plan | None:
+        """How `_delta` can redo this line from its value alone: a number line in its code's
+        layout, decoded to that layout's code and field."""
         obis_b, _, rest = line.partition(b"(")
         layout = self._layouts.get(obis_b)
-        value_b = b""
-        if layout is not None and rest.endswith(layout[0]):
-            value_b = rest[: layout[1]]
-        if 1 < len(value_b) <= _MAX_DIGITS and value_b.translate(None, _DIGITS) in _POINT:
-            assert layout is not None
-            number = float(value_b)
-            obis, unit, name, factor = layout[2]
-            reading = _new_reading(Reading, (number, unit, None, None, None))
-            hit = (obis, reading, name, number if factor == 1 else scaled(number, factor), None)
-        else:
-            hit = self._decode_line(line)
-            if hit is None:
-                return None
-        cache[line] = hit
-        return hit
+        if layout is None or hit[4] is not None or not rest.endswith(layout[0]):
+            return None
+        known = layout[2]
+        if known[0] != hit[0] or known[2] != hit[2]:
+            return None
+        return obis_b + b"(", len(obis_b) + 1, layout[0], layout[1], known
 
     def _full(self, lines: list[bytes], header: str) -> Telegram:
         """Every line decoded; what `_delta` needs of it is kept for the next telegram."""
@@ -354,7 +366,15 @@ class Decoder:
                 hits[i] = hit
         self._finish(telegram, others)
         unique = assigned == len(readings) and named == len(fields)
-        self._previous = _Previous(self.zone, lines, hits, telegram, others) if unique else None
+        if not unique:
+            self._previous = None
+            return telegram
+        plans = [None if hit is None else self._plan(lines[i], hit) for i, hit in enumerate(hits)]
+        clock = next(
+            (i for i, hit in enumerate(hits) if hit is not None and lines[i].startswith(_CLOCK)),
+            -1,
+        )
+        self._previous = _Previous(self.zone, lines, hits, plans, clock, telegram, others)
         return telegram
 
     def _delta(self, lines: list[bytes], header: str) -> Telegram | None:
@@ -370,15 +390,43 @@ class Decoder:
             or lines[-1] != previous.lines[-1]
         ):
             return None
-        hits = previous.hits.copy()
+        hits = previous.hits
+        copied = False  # hits is copied before its first change
+        plans = previous.plans
+        clock = previous.clock
         others_changed = False  # identifiers or M-Bus: what `_finish` makes of them may change
         before = previous.telegram
         readings = before.readings.copy()
         fields = before.fields.copy()
         # The indices of the lines that differ, found in C (no Python loop over the lines).
         for i in compress(range(len(lines)), map(ne, lines, previous.lines)):
+            line = lines[i]
+            plan = plans[i]
+            if plan is not None and line.startswith(plan[0]) and line.endswith(plan[2]):
+                # The usual change: a new value in the same layout, so the same code and field
+                # (hits[i] stays as it is: its value is never read). Only digits and points, as
+                # `_decode_line` requires (float() alone takes `1_0`, `inf`, ` 1`), and one point
+                # at most, or float() refuses.
+                value_b = line[plan[1] : plan[3]]
+                if len(value_b) <= _MAX_DIGITS and not value_b.strip(_DECIMAL):
+                    try:
+                        number = float(value_b)
+                    except ValueError:
+                        pass
+                    else:
+                        obis, unit, name, factor = plan[4]
+                        readings[obis] = _new_reading(Reading, (number, unit, None, None, None))
+                        if name is not None:
+                            fields[name] = number if factor == 1 else scaled(number, factor)
+                        continue
+            if i == clock and line.startswith(_CLOCK) and line.endswith(b")"):
+                # The clock, new in every telegram: as `_parse` makes a time of it.
+                time = self.zone.parse_optional(line[_CLOCK_START:-1].decode("latin-1"))
+                if time is not None:
+                    readings[_CLOCK_CODE] = _new_reading(Reading, (None, None, time, None, None))
+                    continue
             old = hits[i]
-            hit = self._hit(lines[i])
+            hit = self._hit(line)
             if old is None or hit is None or hit[0] != old[0] or hit[2] != old[2]:
                 return None
             extra = hit[4]
@@ -393,8 +441,11 @@ class Decoder:
             readings[hit[0]] = hit[1]
             if hit[2] is not None:
                 fields[hit[2]] = hit[3]
-            elif hit[0] != "0-0:1.0.0":
+            elif hit[0] != _CLOCK_CODE:
                 others_changed = True
+            if not copied:
+                hits = hits.copy()
+                copied = True
             hits[i] = hit
         telegram = Telegram(
             header=header,
@@ -408,7 +459,9 @@ class Decoder:
             self._clock(telegram)
             telegram.equipment_id = before.equipment_id
             telegram.mbus = before.mbus
-        self._previous = _Previous(self.zone, lines, hits, telegram, previous.others)
+        self._previous = _Previous(
+            self.zone, lines, hits, plans, previous.clock, telegram, previous.others
+        )
         return telegram
 
     def _decode_line(self, line: bytes) -> _Line | None:
@@ -586,7 +639,7 @@ class Decoder:
 
     @staticmethod
     def _clock(telegram: Telegram) -> None:
-        stamp = telegram.readings.get("0-0:1.0.0")
+        stamp = telegram.readings.get(_CLOCK_CODE)
         if stamp is not None and stamp.time is not None and stamp.time >= CLOCK_SET_AFTER:
             telegram.meter_time = stamp.time
 
