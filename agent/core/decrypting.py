@@ -16,7 +16,6 @@ and the summary speak of the bytes that arrived.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from agent.core.crc import CrcChecker
@@ -92,9 +91,7 @@ class DecryptingPipeline(MeterPipeline):
     def _emit(self, result: Result, results: list[Result]) -> None:
         if self._opening is not None:
             frame, repair = self._opening
-            result.frame = dataclasses.replace(
-                result.frame, offset=frame.offset, skipped=frame.skipped
-            )
+            result.frame = result.frame._replace(offset=frame.offset, skipped=frame.skipped)
             if repair is not None and result.status == VALID:
                 # `candidates` stays 0: none was CRC-tested (repair.candidates: tag-tested).
                 result.status, result.repair, result.failure = REPAIRED, repair, TAG_FAILURE
