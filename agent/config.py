@@ -19,7 +19,6 @@ import ipaddress
 import math
 import os
 import re
-import tomllib
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -698,6 +697,8 @@ def _flatten(table: Mapping[str, object], prefix: str = "") -> dict[str, object]
 def read_toml(path: Path) -> tuple[dict[str, str], list[SourceSettings]]:
     """The file's options (flat dotted keys, as text) and its `[[source]]` tables (with
     serial_settings "" where a table has none)."""
+    import tomllib  # here: most commands read no file, and start-up counts in each
+
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)

@@ -32,13 +32,13 @@ from agent.core.diagnose import OK, LinkDiagnosis
 from agent.core.pipeline import MeterPipeline, Result
 from agent.core.points import telegram_points
 from agent.core.telegram import MeterZone
-from agent.formats import jsonl, lineprotocol
-from agent.formats.csv import CsvWriter
-from agent.formats.output import copy_bytes
+from agent.formats.output import copy_bytes, write_bytes
 from agent.sinks.rawcapture import packed_size, read_times
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
+
+    from agent.formats.csv import CsvWriter
 
 CHUNK = 1 << 20
 FORMATS = ("csv", "jsonl", "line-protocol")
@@ -140,7 +140,8 @@ class Summary:
 
 
 # PuTTY starts every session's log with this line, in the local time of the logging computer.
-_PUTTY = re.compile(rb"=~=~=~=~=~=~=~=~=~=~=~= PuTTY log (\d{4}\.\d\d\.\d\d \d\d:\d\d:\d\d) =~=")
+_PUTTY_MARK = b"=~=~=~=~=~=~=~=~=~=~=~= PuTTY log "
+_PUTTY = re.compile(re.escape(_PUTTY_MARK) + rb"(\d{4}\.\d\d\.\d\d \d\d:\d\d:\d\d) =~=")
 
 
 @dataclass(slots=True)
@@ -191,14 +192,17 @@ class Timeline:
         """Notice PuTTY log headers in a chunk starting at stream offset `offset`."""
         if self.options.start is not None:
             return  # an explicit start beats the log's own
-        data = self._tail + chunk
+        tail = self._tail
+        data = tail + chunk
+        self._tail = data[-100:]
+        if _PUTTY_MARK not in data:  # a plain search, many times faster than the expression
+            return
         for match in _PUTTY.finditer(data):
             local = datetime.strptime(match.group(1).decode(), "%Y.%m.%d %H:%M:%S")
             when = local.replace(tzinfo=self.zone.zone).astimezone(UTC)
-            at = offset - len(self._tail) + match.start()
+            at = offset - len(tail) + match.start()
             if not self._origins or at > self._origins[-1].offset:
                 self._origins.append(_Origin(at, when, "log"))
-        self._tail = data[-100:]
 
     def time(self, result: Result, required: bool = True) -> tuple[datetime, str] | None:
         """The time and its source for a telegram without a usable meter clock. When none is
@@ -277,17 +281,34 @@ def _chunks(
 
 
 class _Output:
+    """The chosen format; what a chunk's results make is written at once (`flush`)."""
+
     def __init__(self, fmt: str, out: TextIO) -> None:
         self.fmt = fmt
         self.out = out
-        self.csv = CsvWriter(out) if fmt == "csv" else None
+        self.csv: CsvWriter | None = None
+        # Imported here: start-up counts in every replay, which writes one format.
+        if fmt == "csv":
+            from agent.formats.csv import CsvWriter
+
+            self.csv = CsvWriter(out)
+        elif fmt == "jsonl":
+            from agent.formats.jsonl import encode
+
+            self._record = encode
+        else:
+            from agent.formats.lineprotocol import encode_all
+
+            self._lines = encode_all
+        self._pending: list[bytes] = []  # JSONL records in UTF-8
+        self._text: list[str] = []  # line protocol lines
 
     def write(self, result: Result, time: tuple[datetime, str] | None) -> None:
         """`time`: the stand-in for a telegram without a meter clock, and where it came from."""
         if self.csv is not None:
             self.csv.write(result, time)
         elif self.fmt == "jsonl":
-            self.out.write(jsonl.dumps(result, time) + "\n")
+            self._pending.append(self._record(result, time))
         elif result.telegram is not None:
             points = telegram_points(
                 result.telegram,
@@ -296,10 +317,19 @@ class _Output:
                 repaired=result.status == "repaired",
                 time=time[0] if time is not None else None,
             )
-            for line in lineprotocol.encode_all(points):
-                self.out.write(line + "\n")
+            self._text += self._lines(points)
+
+    def flush(self) -> None:
+        if self._pending:
+            write_bytes(self.out, b"".join(self._pending))
+            self._pending = []
+        if self._text:
+            self._text.append("")  # the last line's end
+            self.out.write("\n".join(self._text))
+            self._text = []
 
     def close(self) -> None:
+        self.flush()
         if self.csv is not None:
             self.csv.close()
         self.out.flush()
@@ -325,13 +355,16 @@ def replay(
         if chunk is not None:
             timeline.scan(chunk, pipeline.framer.bytes_in)
         results = pipeline.feed(chunk) if chunk is not None else pipeline.close()
-        for result in results:
-            summary.add(result)
-            telegram = result.telegram
-            stamp = None
-            if telegram is not None and telegram.meter_time is None:
-                stamp = timeline.time(result, required=fmt != "jsonl")
-            output.write(result, stamp)
+        try:
+            for result in results:
+                summary.add(result)
+                telegram = result.telegram
+                stamp = None
+                if telegram is not None and telegram.meter_time is None:
+                    stamp = timeline.time(result, required=fmt != "jsonl")
+                output.write(result, stamp)
+        finally:
+            output.flush()  # also what came before a telegram without a time (ValueError)
         link.update(
             results,
             bytes_in=pipeline.framer.bytes_in,

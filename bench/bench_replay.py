@@ -1,6 +1,7 @@
 """`p1-agent replay` end to end as a user runs it: against dsmr_parser, a day, a year in parallel.
 
-    python bench/bench_replay.py [--count 10000] [--rounds 2] [--repeat 5] [--year] [--jobs 2]
+    python bench/bench_replay.py [--count 10000] [--rounds 2] [--repeat 5]
+                                 [--year [--jobs 2] [--year-dir DIR] [--only-year]]
     python bench/bench_replay.py --instructions [--count 1000]
 
 Every figure is the CPU time (user + sys, os.wait4) of a child process, start-up included.
@@ -214,18 +215,23 @@ def a_day(agent: str, tmp: Path, repeat: int) -> str:
     )
 
 
-def a_year(agent: str, tmp: Path, jobs: int) -> str:
+def a_year(agent: str, tmp: Path, jobs: int, folder: Path | None) -> str:
     """365 daily files of 8640 telegrams (the days simulated on every core, each from its own
-    midnight), replayed with `--jobs`."""
+    midnight, into `folder` unless they are there already), replayed with `--jobs`."""
     start = datetime(2024, 1, 1, tzinfo=UTC)
-    folder = tmp / "year"
-    folder.mkdir()
+    folder = folder or tmp / "year"
+    folder.mkdir(exist_ok=True)
     days = [folder / f"p1-{(start + timedelta(days=n)).date().isoformat()}.p1" for n in range(365)]
-    log(f"generating 365 days of {DAY} hu telegrams in {folder}")
+    missing = [n for n, day in enumerate(days) if not day.exists()]
+    log(f"generating {len(missing)} days of {DAY} hu telegrams in {folder}")
+
+    def generate(n: int) -> None:
+        part = days[n].with_suffix(".part")  # a file cut short by ^C is not taken for a day
+        simulate(agent, part, DAY, start + timedelta(days=n))
+        part.rename(days[n])
+
     with ThreadPoolExecutor(os.cpu_count()) as pool:
-        list(
-            pool.map(lambda n: simulate(agent, days[n], DAY, start + timedelta(days=n)), range(365))
-        )
+        list(pool.map(generate, missing))
     total = DAY * len(days)
     out = tmp / "year.lp"
     log(f"replay of the year with --jobs {jobs}")
@@ -256,6 +262,12 @@ def main() -> None:
     parser.add_argument("--year", action="store_true", help="also replay a year (~13 GB temp)")
     parser.add_argument("--jobs", type=int, default=2, help="workers for the year")
     parser.add_argument(
+        "--year-dir", type=Path, help="keep the year's files here and reuse them (7.4 GB)"
+    )
+    parser.add_argument(
+        "--only-year", action="store_true", help="skip the comparison and the day (with --year)"
+    )
+    parser.add_argument(
         "--instructions",
         action="store_true",
         help="only count instructions (valgrind) of both sides, on --count telegrams of ours",
@@ -267,10 +279,11 @@ def main() -> None:
         if args.instructions:
             print(counted(agent, tmp, args.count, max(args.count // 20, 10)))
             return
-        print(against_dsmr_parser(agent, tmp, args.count, args.rounds))
-        print(a_day(agent, tmp, args.repeat))
+        if not (args.year and args.only_year):
+            print(against_dsmr_parser(agent, tmp, args.count, args.rounds))
+            print(a_day(agent, tmp, args.repeat))
         if args.year:
-            print(a_year(agent, tmp, args.jobs))
+            print(a_year(agent, tmp, args.jobs, args.year_dir))
 
 
 if __name__ == "__main__":

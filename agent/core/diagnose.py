@@ -27,6 +27,7 @@ Until one of these holds there is no diagnosis; it changes only when another one
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -92,6 +93,7 @@ _NOT_ZERO_RUNS = bytes(b for b in range(256) if b not in {(0xFF << k) & 0xFF for
 _NOT_HIGH = bytes(range(0x80))
 
 
+@functools.cache  # made when a damaged byte is first compared, not at every start-up
 def _slips(accepted: int) -> frozenset[int]:
     """What `accepted` becomes when the sampling point drifts by a bit from bit j on: a faster
     port reads each bit from the one below it, a slower one from the one above (and the stop
@@ -104,9 +106,6 @@ def _slips(accepted: int) -> frozenset[int]:
         found.add(low | ((accepted >> 1) & high) | 0x80)
     found.discard(accepted)
     return frozenset(found)
-
-
-_SLIPS = [_slips(b) for b in range(256)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +128,9 @@ class _Frame:
     other: int = 0
 
 
+_INTACT = _Frame()  # a frame that arrived whole: one object for all, it is frozen
+
+
 def _classify(pairs: Iterable[tuple[int, int]]) -> tuple[int, int, int, int]:
     """(cleared, slipped, added, other) over (received, sent) byte pairs that differ. A slip that
     sets only the high bit (copied from bit 6) counts as a slip, not as a bit set by noise. A sent
@@ -139,7 +141,7 @@ def _classify(pairs: Iterable[tuple[int, int]]) -> tuple[int, int, int, int]:
             continue
         if received & ~sent == 0:
             counts[0] += 1
-        elif received in _SLIPS[sent]:
+        elif received in _slips(sent):
             counts[1] += 1
         elif sent & ~received == 0:
             counts[2] += 1
@@ -203,7 +205,8 @@ class LinkDiagnosis:
 
     def _observe(self, result: Result) -> None:
         frame = result.frame
-        if result.accepted:
+        accepted = result.accepted
+        if accepted:
             if self._silence(frame.offset - self._accepted_end):
                 # What came while nothing framed was garbage, not damage to telegrams.
                 for _ in range(min(self._since, len(self._frames))):
@@ -218,8 +221,8 @@ class LinkDiagnosis:
         else:
             self._since += 1
             self._complete += not frame.truncated
-        if result.accepted and result.failure is None:
-            self._frames.append(_Frame())
+        if accepted and result.failure is None:
+            self._frames.append(_INTACT)
             return
         # A hole: a whole telegram of this meter, too short or too long for one.
         hole = (

@@ -28,9 +28,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
 from agent.core.dlms import SECURITY, TAG_LENGTH
 
 # The key every Luxmetering Smarty authenticates with (public, in its P1 specification); the
@@ -129,6 +126,10 @@ class GcmOpener:
         if len(keys.encryption) != KEY_LENGTH or len(keys.authentication) != KEY_LENGTH:
             raise ValueError("AES-128 keys are 16 bytes")
         self.keys = keys
+        # cryptography is imported in the methods that use it: a plain meter's replay or run
+        # never loads it (a good part of the start-up of every command).
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
         self._aes = algorithms.AES(keys.encryption)
         ecb = Cipher(self._aes, modes.ECB()).encryptor()
         self._h = int.from_bytes(ecb.update(bytes(16)) + ecb.finalize())
@@ -140,6 +141,8 @@ class GcmOpener:
 
     def seal(self, title: bytes, counter: int, plaintext: bytes, security: int = SECURITY) -> bytes:
         """Ciphertext and tag."""
+        from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
         encryptor = Cipher(self._aes, modes.GCM(iv(title, counter))).encryptor()
         encryptor.authenticate_additional_data(self._aad(security))
         ciphertext = encryptor.update(plaintext) + encryptor.finalize()
@@ -149,6 +152,9 @@ class GcmOpener:
         self, title: bytes, counter: int, ciphertext: bytes, tag: bytes, security: int = SECURITY
     ) -> bytes | None:
         """The plaintext if the tag proves it, else None."""
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
         mode = modes.GCM(iv(title, counter), tag, min_tag_length=TAG_LENGTH)
         decryptor = Cipher(self._aes, mode).decryptor()
         decryptor.authenticate_additional_data(self._aad(security))
@@ -160,6 +166,8 @@ class GcmOpener:
 
     def unverified(self, title: bytes, counter: int, ciphertext: bytes) -> bytes:
         """The plaintext without checking the tag: CTR from the IV's counter block 2."""
+        from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
         ctr = modes.CTR(iv(title, counter) + (2).to_bytes(4, "big"))
         decryptor = Cipher(self._aes, ctr).decryptor()
         return decryptor.update(ciphertext) + decryptor.finalize()

@@ -6,12 +6,13 @@ import functools
 import math
 import re
 from collections.abc import Iterable
-from itertools import compress, repeat
-from operator import is_not, itemgetter
+from itertools import compress
+from operator import is_not
 
 from agent.core.fields import FieldValue
 from agent.core.memo import remember
 from agent.core.points import Point
+from agent.formats.floats import TEXTS, float_text
 
 _KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n"})
 _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n"})
@@ -62,45 +63,61 @@ def _field(key: str, value: FieldValue) -> str:
     one reading is left out instead."""
     prefix = _PREFIXES.get(key) or _prefix(key)
     if value.__class__ is float:  # the common case, without the calls of _field_value
-        return prefix + repr(value) if value - value == 0.0 else ""  # inf - inf is nan
+        if value - value == 0.0:  # inf - inf is nan
+            return prefix + (TEXTS.get(value) or float_text(value))
+        return ""
     if isinstance(value, float) and not math.isfinite(value):
         return ""
     return prefix + _field_value(value)
 
 
-# Per measurement, field name → the last value written under it (the object itself) and its
-# `key=value` piece. Most values are the very objects of the point before (the decoder hands
-# out again what did not change), so only the others are formatted; the lookups and identity
-# checks run in C (map), fields that come and go (average power) included. Each entry is one
-# tuple, so reader threads sharing the table never pair a value with another's piece.
-_LAST: dict[str, dict[str, tuple[FieldValue, str]]] = {}
-_NOTHING: tuple[FieldValue, str] = (float("nan"), "")  # is no value: NaN is never `is` a value
-_VALUE, _PIECE = itemgetter(0), itemgetter(1)
+# Per line head (a meter's point, a device's) and field names: the `key=` prefixes, the values
+# of the last such point (the objects themselves) with their `key=value` pieces, and whether a
+# piece is empty (a value left out). Most values are the very objects of the point before (the
+# decoder hands out again what did not change), so only the other values are formatted, found
+# by identity checks that run in C. Keyed by the names too, as fields come and go (the average
+# power, every other telegram). Entries are tuples replaced whole: reader threads sharing the
+# table never pair a value with another's piece.
+_Layout = tuple[str, tuple[str, ...]]
+_LAST: dict[_Layout, tuple[list[str], list[FieldValue], list[str], bool]] = {}
+_LAST_LIMIT = 1024
 
 
-def _fields(measurement: str, fields: dict[str, FieldValue]) -> str:
-    last = _LAST.get(measurement)
-    if last is None or len(last) > _PREFIX_LIMIT:
-        last = {} if len(_LAST) >= _PREFIX_LIMIT else _LAST.setdefault(measurement, {})
-        last.clear()
-    keys = list(fields)
+def _fields(head: str, fields: dict[str, FieldValue]) -> str:
+    keys = tuple(fields)
     values = list(fields.values())
-    seen = list(map(last.get, keys, repeat(_NOTHING)))
-    pieces = list(map(_PIECE, seen))
-    for i in compress(range(len(values)), map(is_not, values, map(_VALUE, seen))):
-        pieces[i] = _field(keys[i], values[i])
-    last.update(zip(keys, zip(values, pieces, strict=True), strict=True))
-    return ",".join(filter(None, pieces))
+    layout = (head, keys)
+    last = _LAST.get(layout)
+    changed: Iterable[int]
+    if last is not None:
+        prefixes, pieces, holes = last[0], last[2].copy(), last[3]
+        changed = compress(range(len(values)), map(is_not, values, last[1]))
+    else:
+        prefixes, pieces, holes = [_prefix(key) for key in keys], [""] * len(keys), False
+        changed = range(len(keys))
+        if len(_LAST) >= _LAST_LIMIT:
+            _LAST.clear()
+    texts = TEXTS
+    for i in changed:
+        # A finite float, inline: this loop runs for most values.
+        value = values[i]
+        if value.__class__ is float and value - value == 0.0:  # inf - inf is nan
+            pieces[i] = prefixes[i] + (texts.get(value) or float_text(value))
+        else:
+            pieces[i] = piece = _field(keys[i], value)
+            holes = holes or not piece
+    _LAST[layout] = (prefixes, values, pieces, holes)
+    return ",".join(filter(None, pieces) if holes else pieces)
 
 
 def encode(point: Point) -> str | None:
     """One line (without newline), or None when the point has no fields."""
     if not point.fields:
         return None
-    body = _fields(point.measurement, point.fields)
+    head = _head(point.measurement, tuple(point.tags.items()))
+    body = _fields(head, point.fields)
     if not body:
         return None
-    head = _head(point.measurement, tuple(point.tags.items()))
     if point.time is None:
         return f"{head} {body}"
     return f"{head} {body} {int(point.time.timestamp())}"

@@ -18,7 +18,12 @@ def write_bytes(out: TextIO, data: bytes) -> None:
     buffer.write(data)
 
 
-def copy_bytes(data: IO[bytes], out: TextIO) -> None:
-    """The rest of `data` (UTF-8) into `out`."""
-    while chunk := data.read(CHUNK):
+def copy_bytes(data: IO[bytes], out: TextIO, size: int | None = None) -> None:
+    """The rest of `data` (UTF-8) into `out`, or its next `size` bytes."""
+    while size is None or size > 0:
+        chunk = data.read(CHUNK if size is None else min(size, CHUNK))
+        if not chunk:
+            return
         write_bytes(out, chunk)
+        if size is not None:
+            size -= len(chunk)
