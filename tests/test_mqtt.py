@@ -257,9 +257,10 @@ def test_broker_restart_mid_stream_loses_nothing_in_the_spool(
         log = stop_cleanly(agent)
         watcher.close()
     assert "lost the MQTT broker" in log
-    # Every accepted telegram is in the store, those while the broker was away too.
+    # Every accepted telegram is in the store, those while the broker was away too (how many
+    # came after the restart depends on how soon the states seen after it were published).
     p1 = [line for line in store_lines(tmp_path / "data") if line.startswith("p1,")]
-    assert len(p1) >= counted and counted > 10
+    assert len(p1) >= counted >= before + 5
 
 
 def test_a_broker_that_stops_reading_never_holds_up_the_reader(
