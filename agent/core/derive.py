@@ -34,7 +34,7 @@ _PHASES = tuple(
 
 
 def _total(get: Callable[[str], FieldValue | None], tariffs: tuple[str, ...]) -> float | None:
-    """A register without its total: the sum of the tariffs present (as sum() would add them)."""
+    """A register without its total: the tariffs present, added in order."""
     found = False
     summed: float = 0
     for tariff in tariffs:
