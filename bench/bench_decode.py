@@ -13,6 +13,13 @@ Every run times the same telegrams, as bytes, four ways:
   matching specification, including the bytes → str conversion it needs.
 The median of `--repeat` runs over `--count` telegrams is reported. The markdown section goes
 to stdout, progress to stderr.
+
+    python bench/bench_decode.py --instructions
+
+counts instead the instructions (valgrind) one MeterPipeline executes per simulated hu and DSMR 5
+telegram, one per `feed()`, and dsmr_parser's `parse` per telegram: the difference between a run
+on 500 and one on 100 telegrams (40 and 10 for dsmr_parser), which load on the machine does not
+change.
 """
 
 from __future__ import annotations
@@ -20,9 +27,12 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import pickle
 import re
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +40,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchenv import REPO, header, log
+from benchenv import REPO, header, instructions, log
 from dsmr_parser import telegram_specifications  # type: ignore[import-untyped]
 from dsmr_parser.parsers import TelegramParser  # type: ignore[import-untyped]
 
@@ -141,11 +151,75 @@ def run_dsmr_parser(spec: dict[str, Any]) -> Callable[[list[bytes]], int]:
     return run
 
 
+# Fed by the counted runs: the telegrams of a file, one `feed()` (or `parse`) each.
+_COUNTED = """
+import logging, pickle, sys
+with open(sys.argv[2], "rb") as saved:
+    telegrams = pickle.load(saved)[: int(sys.argv[3])]
+if sys.argv[1] == "ours":
+    from agent.core.pipeline import MeterPipeline
+    feed = MeterPipeline().feed
+    for telegram in telegrams:
+        feed(telegram)
+else:
+    from dsmr_parser import telegram_specifications
+    from dsmr_parser.parsers import TelegramParser
+    logging.getLogger("dsmr_parser").setLevel(logging.CRITICAL)
+    spec = getattr(telegram_specifications, sys.argv[1])
+    parse = TelegramParser(spec, apply_checksum_validation=True).parse
+    for telegram in telegrams:
+        parse(telegram.decode("latin-1"))
+"""
+_COUNTS = {"ours": (100, 500), "dsmr_parser": (10, 40)}
+
+
+def counted() -> str:
+    """Instructions per telegram of the pipeline and of dsmr_parser, simulated hu and DSMR 5."""
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is not installed: apt-get install valgrind")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="p1-bench-") as folder:
+        for flavour, spec in (("hu", "EON_HUNGARY"), ("dsmr5", "V5")):
+            path = Path(folder) / f"{flavour}.pickle"
+            path.write_bytes(pickle.dumps(simulated(flavour, max(_COUNTS["ours"]))))
+            per: dict[str, float] = {}
+            for side, (few, many) in _COUNTS.items():
+                log(f"valgrind: {side} on {flavour} telegrams")
+                argv = [sys.executable, "-c", _COUNTED, "ours" if side == "ours" else spec]
+                runs = [instructions([*argv, str(path), str(n)]) for n in (few, many)]
+                per[side] = (runs[1] - runs[0]) / (many - few)
+            rows.append(
+                f"| {flavour} | {per['ours'] / 1000:.0f} | {per['dsmr_parser'] / 1000:.0f} "
+                f"| **{per['dsmr_parser'] / per['ours']:.1f}×** |"
+            )
+    return "\n".join(
+        [
+            header(
+                "Pipeline per telegram, in instructions",
+                "python bench/bench_decode.py --instructions",
+            ),
+            "Instructions executed (valgrind --tool=callgrind) per simulated telegram: one "
+            "MeterPipeline fed one telegram per `feed()` (500 minus 100 telegrams), against "
+            "dsmr_parser's `parse` (40 minus 10). Load on the machine does not change them.\n",
+            "| flavour | pipeline k per telegram | dsmr_parser k per telegram | speed-up |",
+            "|---|---:|---:|---:|",
+            *rows,
+            "",
+        ]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--count", type=int, default=2000, help="telegrams per run")
     parser.add_argument("--repeat", type=int, default=5, help="runs; the median is reported")
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions (valgrind) instead"
+    )
     args = parser.parse_args()
+    if args.instructions:
+        print(counted())
+        return
     # dsmr_parser logs a ParseError with its traceback for every Hungarian telegram (the 0xFF
     # text message line); silenced, so that parsing is timed rather than stderr writes.
     logging.getLogger("dsmr_parser").setLevel(logging.CRITICAL)

@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from benchenv import header, log, p1_agent
+from benchenv import header, instructions, log, p1_agent
 from childproc import Run, floor_mib, measure
 
 DAY = 8640
@@ -112,20 +112,6 @@ def against_dsmr_parser(agent: str, tmp: Path, count: int, rounds: int) -> str:
             "",
         ]
     )
-
-
-def instructions(argv: list[str]) -> int:
-    """Instructions a command executes (valgrind's callgrind): the same on a busy machine."""
-    run = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    for line in run.stderr.splitlines():
-        if "Collected :" in line:
-            return int(line.rpartition(":")[2])
-    sys.exit(f"no instruction count from valgrind:\n{run.stderr}")
 
 
 def counted(agent: str, tmp: Path, count: int, reference_count: int) -> str:

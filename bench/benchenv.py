@@ -73,3 +73,17 @@ def p1_agent() -> str:
 def log(message: str) -> None:
     """Progress goes to stderr; stdout carries only the markdown section."""
     print(message, file=sys.stderr, flush=True)
+
+
+def instructions(argv: list[str]) -> int:
+    """Instructions a command executes (valgrind's callgrind): the same on a busy machine."""
+    run = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for line in run.stderr.splitlines():
+        if "Collected :" in line:
+            return int(line.rpartition(":")[2])
+    sys.exit(f"no instruction count from valgrind:\n{run.stderr}")
