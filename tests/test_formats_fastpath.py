@@ -9,7 +9,7 @@ import io
 import json
 import math
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from p1_testkit import run_pipeline, simulated
 
@@ -33,7 +33,8 @@ def test_float_texts_are_repr(numbers: list[float]) -> None:
         assert (floats.TEXTS.get(number) or floats.float_text(number)) == repr(number)
 
 
-@settings(max_examples=200)
+# Each example is a whole sequence of points: slow to generate on a loaded machine.
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
         st.dictionaries(st.sampled_from(["a", "b", "c d", "e=f", "g"]), values, max_size=5),
