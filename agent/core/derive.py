@@ -84,8 +84,8 @@ class Deriver:
         self, meter_time: datetime | None, fields: dict[str, FieldValue]
     ) -> dict[str, float]:
         derived: dict[str, float] = {}
-        get = fields.get
         if meter_time is not None:
+            get = fields.get
             windows = self._windows
             for register, total, tariffs, name in _AVERAGES:
                 value = get(total)

@@ -459,9 +459,7 @@ class Decoder:
             self._clock(telegram)
             telegram.equipment_id = before.equipment_id
             telegram.mbus = before.mbus
-        self._previous = _Previous(
-            self.zone, lines, hits, plans, previous.clock, telegram, previous.others
-        )
+        self._previous = _Previous(self.zone, lines, hits, plans, clock, telegram, previous.others)
         return telegram
 
     def _decode_line(self, line: bytes) -> _Line | None:
