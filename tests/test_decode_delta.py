@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from p1_testkit import simulated
@@ -106,3 +107,36 @@ def test_meter_times_made_per_minute_equal_their_fields(fields: tuple[int, ...],
     got = zone.parse_optional(text)
     assert got == expected
     assert repr(got) == repr(expected)  # the same fixed offset, not only the same instant
+
+
+@PROPERTY_SETTINGS
+@given(flavour=st.sampled_from(FLAVOURS), data=st.data())
+def test_a_decoder_with_shapes_equals_a_fresh_one(flavour: str, data: st.DataObject) -> None:
+    """Shapes made as often as the decoder would make them (at every telegram here): whatever
+    lines change, inside a shape's groups or outside, the telegram is a fresh Decoder's."""
+    warm = Decoder()
+    warm.SHAPE_EVERY = data.draw(st.sampled_from([1, 2, 3]))
+    for telegram in simulated(flavour, 16):
+        body = telegram[: telegram.rindex(b"!") + 1]
+        if data.draw(st.integers(0, 3)) == 0:
+            body = _mutate(body, data)
+        assert _shape(warm.decode(body)) == _shape(Decoder().decode(body))
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_every_flavour_takes_a_shape(flavour: str) -> None:
+    """The property above proves something only if shapes are made and matched: on a clean
+    stream of every flavour, most telegrams take the shape (each line that starts to change
+    costs one telegram that does not, and a new shape)."""
+    warm = Decoder()
+    warm.SHAPE_EVERY = 1
+    shaped = 0
+    for telegram in simulated(flavour, 16):
+        body = telegram[: telegram.rindex(b"!") + 1]
+        previous = warm._previous
+        decoded = warm.decode(body)
+        # The shape matched: the telegram kept it, and its lines were not split.
+        if previous is not None and previous.shape is not None and warm._previous is not None:
+            shaped += warm._previous.lines is None
+        assert _shape(decoded) == _shape(Decoder().decode(body))
+    assert shaped >= 8

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from itertools import compress
+from itertools import compress, repeat
 from operator import ne
 from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from agent.core.fields import FieldValue, field_for, scaled, unit_field
 from agent.core.memo import remember
 from agent.core.obis import BILLING_PROFILE_CODES, MBUS_KINDS, Kind, lookup
+from agent.core.shape import MAX_DIGITS, Plan, Shape, build
 
 Value = float | str | list["Reading"] | None
 # (OBIS reference, reading, p1 field name or None, its value, further fields of the line or None)
@@ -20,10 +21,8 @@ _Line = tuple[str, "Reading", str | None, FieldValue, tuple[tuple[str, FieldValu
 # (OBIS reference, unit, field name, factor).
 _Known = tuple[str, str | None, str | None, int]
 _Layout = tuple[bytes, int, _Known]
-# A line `_delta` redoes from its value alone: its start up to the value (`1-0:1.8.0(`), where
-# the value starts, and its code's layout (`_layouts`).
-_Plan = tuple[bytes, int, bytes, int, _Known]
 _new_reading = tuple.__new__  # Reading without its keyword defaults, on the hot path
+_NONE = repeat(None)
 _DECIMAL = b"0123456789."
 _CLOCK_CODE = "0-0:1.0.0"
 _CLOCK = _CLOCK_CODE.encode() + b"("
@@ -178,14 +177,9 @@ def _decimal(text: bytes) -> bool:
 
 def _number(text: str) -> Reading:
     value, star, unit = text.partition("*")
-    if _decimal(value.encode("latin-1")) and len(value) <= _MAX_DIGITS:
+    if _decimal(value.encode("latin-1")) and len(value) <= MAX_DIGITS:
         return Reading(float(value), unit if star else None)
     return Reading(None, unit if star else None, raw=text)
-
-
-# More digits than any register has: a float would round them, or become inf, which InfluxDB
-# refuses along with the whole point.
-_MAX_DIGITS = 24
 
 
 def _hex_text(text: str) -> str:
@@ -218,18 +212,26 @@ _BLANK = " 0\x00"
 
 
 class _Previous(NamedTuple):
-    """The last telegram `Decoder` decoded, for `_delta` to start from: its lines; per line the
-    decoded line `_delta` may replace (None where it may not: empty, unknown, DSMR 2.2 gas), of
-    which `_delta` compares only the code, field and further fields; per line its `_Plan`; and
-    which line is the meter's clock (-1: none), for `_delta` to redo as a time alone."""
+    """The last telegram `Decoder` decoded, for `_delta` to start from: its lines (None when
+    its shape matched: split from its body when needed); per line the decoded line `_delta` may
+    replace (None where it may not: empty, unknown, DSMR 2.2 gas), of which `_delta` compares
+    only the code, field and further fields; per line its `Plan`; which line is the meter's
+    clock (-1: none), for `_delta` to redo as a time alone; and the shape its telegrams take,
+    with the texts of its whole-line groups."""
 
     zone: MeterZone
-    lines: list[bytes]
+    lines: list[bytes] | None
+    body: bytes
     hits: list[_Line | None]
-    plans: list[_Plan | None]
+    plans: list[Plan | None]
     clock: int
     telegram: Telegram
     others: list[str]
+    shape: Shape | None
+    texts: tuple[bytes, ...]
+
+
+_READING = repeat(Reading)
 
 
 class Decoder:
@@ -241,6 +243,9 @@ class Decoder:
     # this cache fills with lines never seen again; a small bound keeps a meter's share near
     # 128 KiB (it matters with 200 meters in one process) and costs one full decode per refill.
     LINE_CACHE_LIMIT = 512
+    # At most one shape is made per this many telegrams: compiling one costs some 2 ms, as much
+    # as 50 to 100 decodes, and a meter needs few (a new one when a line starts to change).
+    SHAPE_EVERY = 64
 
     def __init__(self, zone: MeterZone | None = None) -> None:
         self.zone = zone or MeterZone()
@@ -262,6 +267,11 @@ class Decoder:
         # Most telegrams are the one before with a few lines changed (the clock, registers,
         # instantaneous values): from it only those lines are decoded again (`_delta`).
         self._previous: _Previous | None = None
+        # Since the last `_full`: the lines that changed, and those that had to be whole-line
+        # groups of a shape. Telegrams decoded since the last shape was made.
+        self._volatile: set[int] = set()
+        self._loose: set[int] = set()
+        self._since_shape = 0
 
     def _hex_text(self, text: str) -> str:
         decoded = self._idents.get(text)
@@ -287,15 +297,21 @@ class Decoder:
 
     def decode(self, body: bytes) -> Telegram:
         """Decode a frame body (`/` … `!`, CRLF line ends). Never raises on odd content."""
+        self._since_shape += 1
+        previous = self._previous
+        if previous is not None and previous.shape is not None and previous.zone is self.zone:
+            shaped = self._shaped(previous, body)
+            if shaped is not None:
+                return shaped
         lines = body.split(b"\r\n")
         header = lines[0][1:].decode("latin-1") if lines[0][:1] == b"/" else ""
         if self._auto and header != self._zone_header:
             self._use_zone(header)
         if len(self._cache) > self.LINE_CACHE_LIMIT:
             self._cache.clear()
-        telegram = self._delta(lines, header)
+        telegram = self._delta(lines, header, body)
         if telegram is None:
-            telegram = self._full(lines, header)
+            telegram = self._full(lines, header, body)
         return telegram
 
     def _hit(self, line: bytes) -> _Line | None:
@@ -309,7 +325,7 @@ class Decoder:
             cache[line] = hit
         return hit
 
-    def _plan(self, line: bytes, hit: _Line) -> _Plan | None:
+    def _plan(self, line: bytes, hit: _Line) -> Plan | None:
         """How `_delta` can redo this line from its value alone: a number line in its code's
         layout, decoded to that layout's code and field."""
         obis_b, _, rest = line.partition(b"(")
@@ -321,7 +337,7 @@ class Decoder:
             return None
         return obis_b + b"(", len(obis_b) + 1, layout[0], layout[1], known
 
-    def _full(self, lines: list[bytes], header: str) -> Telegram:
+    def _full(self, lines: list[bytes], header: str, body: bytes) -> Telegram:
         """Every line decoded; what `_delta` needs of it is kept for the next telegram."""
         readings: dict[str, Reading] = {}
         fields: dict[str, FieldValue] = {}
@@ -365,6 +381,8 @@ class Decoder:
             else:
                 hits[i] = hit
         self._finish(telegram, others)
+        self._volatile = set()
+        self._loose = set()
         unique = assigned == len(readings) and named == len(fields)
         if not unique:
             self._previous = None
@@ -374,33 +392,119 @@ class Decoder:
             (i for i, hit in enumerate(hits) if hit is not None and lines[i].startswith(_CLOCK)),
             -1,
         )
-        self._previous = _Previous(self.zone, lines, hits, plans, clock, telegram, others)
+        self._previous = _Previous(
+            self.zone, lines, body, hits, plans, clock, telegram, others, None, ()
+        )
         return telegram
 
-    def _delta(self, lines: list[bytes], header: str) -> Telegram | None:
+    def _shaped(self, previous: _Previous, body: bytes) -> Telegram | None:
+        """The telegram from the one before when `body` takes its shape: every line outside
+        the shape's groups as it was, the number groups read at once (in C), and the whole-line
+        groups that changed redone as `_delta` redoes them. None when it does not."""
+        shape = previous.shape
+        assert shape is not None
+        match = shape.pattern.fullmatch(body)
+        if match is None:
+            return None
+        groups = match.groups()
+        before = previous.telegram
+        readings = before.readings.copy()
+        fields = before.fields.copy()
+        # Each value is digits with one point at most (the pattern says so): float() takes it.
+        numbers = list(map(float, shape.values(groups)))
+        readings.update(
+            zip(
+                shape.codes,
+                map(
+                    _new_reading,
+                    _READING,
+                    zip(numbers, shape.units, _NONE, _NONE, _NONE, strict=False),
+                ),
+                strict=True,
+            )
+        )
+        fields.update(zip(shape.names, shape.named(numbers), strict=True))
+        for number, name, factor in shape.scaled:
+            fields[name] = scaled(numbers[number], factor)
+        texts = shape.texts(groups)
+        hits, others_changed = previous.hits, False
+        changes = [
+            (i, text)
+            for i, text, old in zip(shape.lines, texts, previous.texts, strict=True)
+            if text != old
+        ]
+        if changes:
+            if len(self._cache) > self.LINE_CACHE_LIMIT:
+                self._cache.clear()
+            redone = self._redo(previous, changes, readings, fields)
+            if redone is None:
+                return None
+            hits, others_changed = redone
+        return self._next(
+            previous,
+            before.header,
+            readings,
+            fields,
+            hits,
+            others_changed,
+            None,
+            body,
+            shape,
+            texts,
+        )
+
+    def _delta(self, lines: list[bytes], header: str, body: bytes) -> Telegram | None:
         """The telegram from the one before when only lines that `_full` could redo changed,
         each into a line of the same code and field: its readings and fields copied (their
         order is the same) and those lines redone. None when it cannot be."""
         previous = self._previous
+        if previous is None or previous.zone is not self.zone:
+            return None
+        before_lines = previous.lines
+        if before_lines is None:
+            before_lines = previous.body.split(b"\r\n")
         if (
-            previous is None
-            or previous.zone is not self.zone
-            or len(lines) != len(previous.lines)
-            or lines[0] != previous.lines[0]
-            or lines[-1] != previous.lines[-1]
+            len(lines) != len(before_lines)
+            or lines[0] != before_lines[0]
+            or lines[-1] != before_lines[-1]
         ):
             return None
-        hits = previous.hits
-        copied = False  # hits is copied before its first change
-        plans = previous.plans
-        clock = previous.clock
-        others_changed = False  # identifiers or M-Bus: what `_finish` makes of them may change
         before = previous.telegram
         readings = before.readings.copy()
         fields = before.fields.copy()
         # The indices of the lines that differ, found in C (no Python loop over the lines).
-        for i in compress(range(len(lines)), map(ne, lines, previous.lines)):
-            line = lines[i]
+        changed = list(compress(range(len(lines)), map(ne, lines, before_lines)))
+        redone = self._redo(previous, [(i, lines[i]) for i in changed], readings, fields)
+        if redone is None:
+            return None
+        # This telegram did not take the shape (if there was one), so its lines need not be
+        # those the shape holds: only a shape made from them is kept.
+        shape = None
+        self._volatile.update(changed)
+        if self._volatile and self._since_shape >= self.SHAPE_EVERY:
+            shape, loose = build(lines, previous.plans, self._volatile, self._loose)
+            self._loose.update(loose)
+            self._since_shape = 0
+        texts = () if shape is None else tuple(lines[i] for i in shape.lines)
+        return self._next(previous, header, readings, fields, *redone, lines, body, shape, texts)
+
+    def _redo(
+        self,
+        previous: _Previous,
+        changes: list[tuple[int, bytes]],
+        readings: dict[str, Reading],
+        fields: dict[str, FieldValue],
+    ) -> tuple[list[_Line | None], bool] | None:
+        """Into `readings` and `fields`: the lines that changed since `previous`, as (index,
+        line). Returns the decoded lines for the next telegram to start from, and whether
+        identifiers or M-Bus lines changed (what `_finish` makes of them may then change); None
+        when a line cannot be redone so."""
+        hits = previous.hits
+        copied = False  # hits is copied before its first change
+        plans = previous.plans
+        clock = previous.clock
+        others_changed = False
+        for i, line in changes:
             plan = plans[i]
             if plan is not None and line.startswith(plan[0]) and line.endswith(plan[2]):
                 # The usual change: a new value in the same layout, so the same code and field
@@ -408,7 +512,7 @@ class Decoder:
                 # `_decode_line` requires (float() alone takes `1_0`, `inf`, ` 1`), and one point
                 # at most, or float() refuses.
                 value_b = line[plan[1] : plan[3]]
-                if len(value_b) <= _MAX_DIGITS and not value_b.strip(_DECIMAL):
+                if len(value_b) <= MAX_DIGITS and not value_b.strip(_DECIMAL):
                     try:
                         number = float(value_b)
                     except ValueError:
@@ -447,6 +551,23 @@ class Decoder:
                 hits = hits.copy()
                 copied = True
             hits[i] = hit
+        return hits, others_changed
+
+    def _next(
+        self,
+        previous: _Previous,
+        header: str,
+        readings: dict[str, Reading],
+        fields: dict[str, FieldValue],
+        hits: list[_Line | None],
+        others_changed: bool,
+        lines: list[bytes] | None,
+        body: bytes,
+        shape: Shape | None,
+        texts: tuple[bytes, ...],
+    ) -> Telegram:
+        """The telegram of `_shaped` or `_delta`, kept for the next one to start from."""
+        before = previous.telegram
         telegram = Telegram(
             header=header,
             readings=readings,
@@ -459,7 +580,18 @@ class Decoder:
             self._clock(telegram)
             telegram.equipment_id = before.equipment_id
             telegram.mbus = before.mbus
-        self._previous = _Previous(self.zone, lines, hits, plans, clock, telegram, previous.others)
+        self._previous = _Previous(
+            self.zone,
+            lines,
+            body,
+            hits,
+            previous.plans,
+            previous.clock,
+            telegram,
+            previous.others,
+            shape,
+            texts,
+        )
         return telegram
 
     def _decode_line(self, line: bytes) -> _Line | None:
@@ -472,7 +604,7 @@ class Decoder:
             known is not None
             and b"(" not in unit_b
             and _decimal(value_b)
-            and len(value_b) <= _MAX_DIGITS
+            and len(value_b) <= MAX_DIGITS
         ):
             # A number line seen before with another value: no text decoding, no lookups.
             obis, unit, name, factor = known
