@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from agent.core.fields import FieldValue
+from agent.core.rounding import round_to
 
 # Field names, spelled out once rather than per telegram: per register its key, its total's
 # field, its tariffs' fields and its average's field.
@@ -35,14 +36,8 @@ _PHASES = tuple(
 
 def _total(get: Callable[[str], FieldValue | None], tariffs: tuple[str, ...]) -> float | None:
     """A register without its total: the tariffs present, added in order."""
-    found = False
-    summed: float = 0
-    for tariff in tariffs:
-        value = get(tariff)
-        if isinstance(value, float):
-            summed += value
-            found = True
-    return summed if found else None
+    present = [value for value in map(get, tariffs) if isinstance(value, float)]
+    return sum(present) if present else None
 
 
 STEPS = 10
@@ -69,7 +64,7 @@ class _Window:
         if not wide and seconds < MAX_WINDOW:
             return None
         self.time, self.value = time, value
-        return round(moved * 3600.0 / seconds, 6)
+        return round_to(moved * 3600.0 / seconds, 6)
 
 
 class Deriver:
@@ -127,14 +122,14 @@ def _estimated_current(fields: dict[str, FieldValue], derived: dict[str, float])
             exported = None
         if imported is not None or exported is not None:
             watts = ((imported or 0.0) + (exported or 0.0)) * 1000.0
-            current = derived[estimate] = round(watts / volts, 3)
+            current = derived[estimate] = round_to(watts / volts, 3)
             currents.append(current)
     if currents:
-        derived["current_estimated_total_a"] = round(sum(currents), 3)
+        derived["current_estimated_total_a"] = round_to(sum(currents), 3)
     elif voltages:
         imported = _float(fields, "power_import_kw")
         exported = _float(fields, "power_export_kw")
         if imported is not None or exported is not None:
             watts = ((imported or 0.0) + (exported or 0.0)) * 1000.0
             average = sum(voltages) / len(voltages)
-            derived["current_estimated_total_a"] = round(watts / average, 3)
+            derived["current_estimated_total_a"] = round_to(watts / average, 3)
