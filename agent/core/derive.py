@@ -36,8 +36,14 @@ _PHASES = tuple(
 
 def _total(get: Callable[[str], FieldValue | None], tariffs: tuple[str, ...]) -> float | None:
     """A register without its total: the tariffs present, added in order."""
-    present = [value for value in map(get, tariffs) if isinstance(value, float)]
-    return sum(present) if present else None
+    found = False
+    summed: float = 0
+    for tariff in tariffs:
+        value = get(tariff)
+        if isinstance(value, float):
+            summed += value
+            found = True
+    return summed if found else None
 
 
 STEPS = 10

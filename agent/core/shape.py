@@ -18,7 +18,8 @@ T = TypeVar("T")
 # A number line `_delta` redoes from its value alone: its start up to the value (`1-0:1.8.0(`),
 # where the value starts, its end after the value (`*kWh)`), that end's negative length, and
 # (OBIS reference, unit, field name, factor).
-Plan = tuple[bytes, int, bytes, int, tuple[str, str | None, str | None, int]]
+Known = tuple[str, str | None, str | None, int]
+Plan = tuple[bytes, int, bytes, int, Known]
 Pick = Callable[[Sequence[T]], tuple[T, ...]]
 
 # More digits than any register has: a float would round them, or become inf, which InfluxDB
@@ -61,11 +62,7 @@ class Shape(NamedTuple):
     pattern: re.Pattern[bytes]
     volatile: frozenset[int]
     values: Pick[bytes]  # the number groups, of `groups()`
-    codes: tuple[str, ...]  # per number: OBIS reference and unit of its reading
-    units: tuple[str | None, ...]
-    named: Pick[float]  # the numbers whose field takes them as they are
-    names: tuple[str, ...]  # and those fields
-    scaled: tuple[tuple[int, str, int], ...]  # (number, field, factor) of the others
+    numbers: tuple[Known, ...]  # and per number group, what its plan knows of the line
     texts: Pick[bytes]  # the whole-line groups, of `groups()`
     lines: tuple[int, ...]  # and their line indices
 
@@ -81,13 +78,9 @@ def build(
     those without a plan or whose value is not a number in their plan's layout."""
     parts: list[bytes] = []
     values: list[int] = []
+    numbers: list[Known] = []
     texts: list[int] = []
     whole: list[int] = []
-    codes: list[str] = []
-    units: list[str | None] = []
-    named: list[int] = []
-    names: list[str] = []
-    scaled: list[tuple[int, str, int]] = []
     for i, line in enumerate(lines):
         if i not in volatile:
             parts.append(re.escape(line))
@@ -106,26 +99,14 @@ def build(
             whole.append(i)
             parts.append(_WHOLE_LINE)
             continue
-        obis, unit, name, factor = plan[4]
-        number = len(values)
-        values.append(number + len(texts))
-        codes.append(obis)
-        units.append(unit)
-        if name is not None and factor == 1:
-            named.append(number)
-            names.append(name)
-        elif name is not None:
-            scaled.append((number, name, factor))
+        values.append(len(values) + len(texts))
+        numbers.append(plan[4])
         parts.append(re.escape(plan[0]) + group + re.escape(plan[2]))
     shape = Shape(
         re.compile(b"\r\n".join(parts)),
         frozenset(volatile),
         _picker(values),
-        tuple(codes),
-        tuple(units),
-        _picker(named),
-        tuple(names),
-        tuple(scaled),
+        tuple(numbers),
         _picker(texts),
         tuple(whole),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from itertools import compress, repeat
+from itertools import compress
 from operator import ne
 from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,7 +22,6 @@ _Line = tuple[str, "Reading", str | None, FieldValue, tuple[tuple[str, FieldValu
 _Known = tuple[str, str | None, str | None, int]
 _Layout = tuple[bytes, int, _Known]
 _new_reading = tuple.__new__  # Reading without its keyword defaults, on the hot path
-_NONE = repeat(None)
 _DECIMAL = b"0123456789."
 _CLOCK_CODE = "0-0:1.0.0"
 _CLOCK = _CLOCK_CODE.encode() + b"("
@@ -217,7 +216,7 @@ class _Previous(NamedTuple):
     replace (None where it may not: empty, unknown, DSMR 2.2 gas), of which `_delta` compares
     only the code, field and further fields; per line its `Plan`; which line is the meter's
     clock (-1: none), for `_delta` to redo as a time alone; and the shape its telegrams take,
-    with the texts of its whole-line groups."""
+    with the texts of its whole-line and number groups."""
 
     zone: MeterZone
     lines: list[bytes] | None
@@ -229,9 +228,17 @@ class _Previous(NamedTuple):
     others: list[str]
     shape: Shape | None
     texts: tuple[bytes, ...]
+    values: tuple[bytes, ...]
 
 
-_READING = repeat(Reading)
+def _set_number(
+    readings: dict[str, Reading], fields: dict[str, FieldValue], known: _Known, number: float
+) -> None:
+    """A number line's reading and field, from its value and what its plan knows of it."""
+    obis, unit, name, factor = known
+    readings[obis] = _new_reading(Reading, (number, unit, None, None, None))
+    if name is not None:
+        fields[name] = number if factor == 1 else scaled(number, factor)
 
 
 class Decoder:
@@ -393,14 +400,15 @@ class Decoder:
             -1,
         )
         self._previous = _Previous(
-            self.zone, lines, body, hits, plans, clock, telegram, others, None, ()
+            self.zone, lines, body, hits, plans, clock, telegram, others, None, (), ()
         )
         return telegram
 
     def _shaped(self, previous: _Previous, body: bytes) -> Telegram | None:
         """The telegram from the one before when `body` takes its shape: every line outside
-        the shape's groups as it was, the number groups read at once (in C), and the whole-line
-        groups that changed redone as `_delta` redoes them. None when it does not."""
+        the shape's groups as it was, the number groups whose value changed read as their plan
+        says, and the whole-line groups that changed redone as `_delta` redoes them. None when
+        it does not take the shape."""
         shape = previous.shape
         assert shape is not None
         match = shape.pattern.fullmatch(body)
@@ -410,22 +418,12 @@ class Decoder:
         before = previous.telegram
         readings = before.readings.copy()
         fields = before.fields.copy()
-        # Each value is digits with one point at most (the pattern says so): float() takes it.
-        numbers = list(map(float, shape.values(groups)))
-        readings.update(
-            zip(
-                shape.codes,
-                map(
-                    _new_reading,
-                    _READING,
-                    zip(numbers, shape.units, _NONE, _NONE, _NONE, strict=False),
-                ),
-                strict=True,
-            )
-        )
-        fields.update(zip(shape.names, shape.named(numbers), strict=True))
-        for number, name, factor in shape.scaled:
-            fields[name] = scaled(numbers[number], factor)
+        values = shape.values(groups)
+        numbers = shape.numbers
+        # The values that changed, found in C. Each is digits with one point at most (the
+        # pattern says so): float() takes it.
+        for k in compress(range(len(values)), map(ne, values, previous.values)):
+            _set_number(readings, fields, numbers[k], float(values[k]))
         texts = shape.texts(groups)
         hits, others_changed = previous.hits, False
         changes = [
@@ -451,6 +449,7 @@ class Decoder:
             body,
             shape,
             texts,
+            values,
         )
 
     def _delta(self, lines: list[bytes], header: str, body: bytes) -> Telegram | None:
@@ -485,8 +484,17 @@ class Decoder:
             shape, loose = build(lines, previous.plans, self._volatile, self._loose)
             self._loose.update(loose)
             self._since_shape = 0
-        texts = () if shape is None else tuple(lines[i] for i in shape.lines)
-        return self._next(previous, header, readings, fields, *redone, lines, body, shape, texts)
+        texts: tuple[bytes, ...] = ()
+        values: tuple[bytes, ...] = ()
+        if shape is not None:
+            made = shape.pattern.fullmatch(body)
+            if made is None:  # a line the shape cannot hold (a CR or LF inside a line)
+                shape = None
+            else:
+                texts, values = shape.texts(made.groups()), shape.values(made.groups())
+        return self._next(
+            previous, header, readings, fields, *redone, lines, body, shape, texts, values
+        )
 
     def _redo(
         self,
@@ -518,10 +526,7 @@ class Decoder:
                     except ValueError:
                         pass
                     else:
-                        obis, unit, name, factor = plan[4]
-                        readings[obis] = _new_reading(Reading, (number, unit, None, None, None))
-                        if name is not None:
-                            fields[name] = number if factor == 1 else scaled(number, factor)
+                        _set_number(readings, fields, plan[4], number)
                         continue
             if i == clock and line.startswith(_CLOCK) and line.endswith(b")"):
                 # The clock, new in every telegram: as `_parse` makes a time of it.
@@ -565,6 +570,7 @@ class Decoder:
         body: bytes,
         shape: Shape | None,
         texts: tuple[bytes, ...],
+        values: tuple[bytes, ...],
     ) -> Telegram:
         """The telegram of `_shaped` or `_delta`, kept for the next one to start from."""
         before = previous.telegram
@@ -591,6 +597,7 @@ class Decoder:
             previous.others,
             shape,
             texts,
+            values,
         )
         return telegram
 
