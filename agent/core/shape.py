@@ -55,12 +55,11 @@ def number_pattern(value: bytes) -> bytes | None:
 
 
 class Shape(NamedTuple):
-    """A telegram layout: `pattern` fullmatches a body whose lines outside `volatile` are the
-    ones it was made from. Its groups are, in line order, the values of number lines (read as
-    their plan says) and whole lines (redone as `_delta` redoes a changed line)."""
+    """A telegram layout: `pattern` fullmatches a body whose unchanging lines are the ones it
+    was made from. Its groups are, in line order, the values of number lines (read as their plan
+    says) and whole lines (redone as `_delta` redoes a changed line)."""
 
     pattern: re.Pattern[bytes]
-    volatile: frozenset[int]
     values: Pick[bytes]  # the number groups, of `groups()`
     numbers: tuple[Known, ...]  # and per number group, what its plan knows of the line
     texts: Pick[bytes]  # the whole-line groups, of `groups()`
@@ -104,7 +103,6 @@ def build(
         parts.append(re.escape(plan[0]) + group + re.escape(plan[2]))
     shape = Shape(
         re.compile(b"\r\n".join(parts)),
-        frozenset(volatile),
         _picker(values),
         tuple(numbers),
         _picker(texts),

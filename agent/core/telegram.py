@@ -12,15 +12,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from agent.core.fields import FieldValue, field_for, scaled, unit_field
 from agent.core.memo import remember
 from agent.core.obis import BILLING_PROFILE_CODES, MBUS_KINDS, Kind, lookup
-from agent.core.shape import MAX_DIGITS, Plan, Shape, build
+from agent.core.shape import MAX_DIGITS, Known, Plan, Shape, build
 
 Value = float | str | list["Reading"] | None
 # (OBIS reference, reading, p1 field name or None, its value, further fields of the line or None)
 _Line = tuple[str, "Reading", str | None, FieldValue, tuple[tuple[str, FieldValue], ...] | None]
 # A number line's layout: its end after the value, that end's negative length, and its
 # (OBIS reference, unit, field name, factor).
-_Known = tuple[str, str | None, str | None, int]
-_Layout = tuple[bytes, int, _Known]
+_Layout = tuple[bytes, int, Known]
 _new_reading = tuple.__new__  # Reading without its keyword defaults, on the hot path
 _DECIMAL = b"0123456789."
 _CLOCK_CODE = "0-0:1.0.0"
@@ -232,7 +231,7 @@ class _Previous(NamedTuple):
 
 
 def _set_number(
-    readings: dict[str, Reading], fields: dict[str, FieldValue], known: _Known, number: float
+    readings: dict[str, Reading], fields: dict[str, FieldValue], known: Known, number: float
 ) -> None:
     """A number line's reading and field, from its value and what its plan knows of it."""
     obis, unit, name, factor = known
@@ -304,6 +303,8 @@ class Decoder:
 
     def decode(self, body: bytes) -> Telegram:
         """Decode a frame body (`/` … `!`, CRLF line ends). Never raises on odd content."""
+        if len(self._cache) > self.LINE_CACHE_LIMIT:
+            self._cache.clear()
         self._since_shape += 1
         previous = self._previous
         if previous is not None and previous.shape is not None and previous.zone is self.zone:
@@ -314,8 +315,6 @@ class Decoder:
         header = lines[0][1:].decode("latin-1") if lines[0][:1] == b"/" else ""
         if self._auto and header != self._zone_header:
             self._use_zone(header)
-        if len(self._cache) > self.LINE_CACHE_LIMIT:
-            self._cache.clear()
         telegram = self._delta(lines, header, body)
         if telegram is None:
             telegram = self._full(lines, header, body)
@@ -432,8 +431,6 @@ class Decoder:
             if text != old
         ]
         if changes:
-            if len(self._cache) > self.LINE_CACHE_LIMIT:
-                self._cache.clear()
             redone = self._redo(previous, changes, readings, fields)
             if redone is None:
                 return None
@@ -491,7 +488,8 @@ class Decoder:
             if made is None:  # a line the shape cannot hold (a CR or LF inside a line)
                 shape = None
             else:
-                texts, values = shape.texts(made.groups()), shape.values(made.groups())
+                groups = made.groups()
+                texts, values = shape.texts(groups), shape.values(groups)
         return self._next(
             previous, header, readings, fields, *redone, lines, body, shape, texts, values
         )
