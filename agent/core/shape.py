@@ -73,8 +73,9 @@ def build(
     loose: Collection[int] = (),
 ) -> tuple[Shape, list[int]]:
     """The shape of telegrams like `lines` whose `volatile` lines change, and which of those
-    lines are whole-line groups: the `loose` ones (whose value once failed a number group), and
-    those without a plan or whose value is not a number in their plan's layout."""
+    lines are whole-line groups: the `loose` ones (whole-line groups of an earlier shape: a value
+    that did not fit a number group once may not again), and those without a plan or whose
+    value is not a number in their plan's layout."""
     parts: list[bytes] = []
     values: list[int] = []
     numbers: list[Known] = []
