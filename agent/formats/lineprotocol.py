@@ -58,14 +58,10 @@ def _field_value(value: FieldValue) -> str:
     return f'"{escaped}"'
 
 
-def _field(key: str, value: FieldValue) -> str:
-    """`key=value`, or "" for a value InfluxDB refuses the whole point for (`inf`, `nan`): the
-    one reading is left out instead."""
-    prefix = _PREFIXES.get(key) or _prefix(key)
-    if value.__class__ is float:  # the common case, without the calls of _field_value
-        if value - value == 0.0:  # inf - inf is nan
-            return prefix + (TEXTS.get(value) or float_text(value))
-        return ""
+def _field(prefix: str, value: FieldValue) -> str:
+    """`key=value` after the key's `prefix`, or "" for a value InfluxDB refuses the whole point
+    for (`inf`, `nan`): the one reading is left out instead. (`_fields` writes finite floats,
+    the common case, itself.)"""
     if isinstance(value, float) and not math.isfinite(value):
         return ""
     return prefix + _field_value(value)
@@ -104,7 +100,7 @@ def _fields(head: str, fields: dict[str, FieldValue]) -> str:
         if value.__class__ is float and value - value == 0.0:  # inf - inf is nan
             pieces[i] = prefixes[i] + (texts.get(value) or float_text(value))
         else:
-            pieces[i] = piece = _field(keys[i], value)
+            pieces[i] = piece = _field(prefixes[i], value)
             holes = holes or not piece
     _LAST[layout] = (prefixes, values, pieces, holes)
     return ",".join(filter(None, pieces) if holes else pieces)
