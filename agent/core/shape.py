@@ -39,6 +39,13 @@ def _picker(positions: Sequence[int]) -> Pick[T]:
     return itemgetter(*positions)
 
 
+def plan_value(plan: Plan, line: bytes) -> bytes | None:
+    """The value of `line` when the line is in `plan`'s layout (its code's start and end)."""
+    if line.startswith(plan[0]) and line.endswith(plan[2]):
+        return line[plan[1] : plan[3]]
+    return None
+
+
 def number_pattern(value: bytes) -> bytes | None:
     """A group for values written like `value`: as many decimals, any integer digits, within
     MAX_DIGITS. Whatever it matches, `_delta` would read as a number too (digits, one point at
@@ -86,14 +93,8 @@ def build(
             parts.append(re.escape(line))
             continue
         plan = plans[i]
-        group = None
-        if (
-            plan is not None
-            and i not in loose
-            and line.startswith(plan[0])
-            and line.endswith(plan[2])
-        ):
-            group = number_pattern(line[plan[1] : plan[3]])
+        value = None if plan is None or i in loose else plan_value(plan, line)
+        group = None if value is None else number_pattern(value)
         if plan is None or group is None:
             texts.append(len(values) + len(texts))
             whole.append(i)

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from agent.core.fields import FieldValue, field_for, scaled, unit_field
 from agent.core.memo import remember
 from agent.core.obis import BILLING_PROFILE_CODES, MBUS_KINDS, Kind, lookup
-from agent.core.shape import MAX_DIGITS, Known, Plan, Shape, build
+from agent.core.shape import MAX_DIGITS, Known, Plan, Shape, build, plan_value
 
 Value = float | str | list["Reading"] | None
 # (OBIS reference, reading, p1 field name or None, its value, further fields of the line or None)
@@ -512,20 +512,23 @@ class Decoder:
         others_changed = False
         for i, line in changes:
             plan = plans[i]
-            if plan is not None and line.startswith(plan[0]) and line.endswith(plan[2]):
-                # The usual change: a new value in the same layout, so the same code and field
-                # (hits[i] stays as it is: its value is never read). Only digits and points, as
-                # `_decode_line` requires (float() alone takes `1_0`, `inf`, ` 1`), and one point
-                # at most, or float() refuses.
-                value_b = line[plan[1] : plan[3]]
-                if len(value_b) <= MAX_DIGITS and not value_b.strip(_DECIMAL):
-                    try:
-                        number = float(value_b)
-                    except ValueError:
-                        pass
-                    else:
-                        _set_number(readings, fields, plan[4], number)
-                        continue
+            # The usual change: a new value in the same layout, so the same code and field
+            # (hits[i] stays as it is: its value is never read). Only digits and points, as
+            # `_decode_line` requires (float() alone takes `1_0`, `inf`, ` 1`), and one point at
+            # most, or float() refuses.
+            if (
+                plan is not None
+                and (value_b := plan_value(plan, line)) is not None
+                and len(value_b) <= MAX_DIGITS
+                and not value_b.strip(_DECIMAL)
+            ):
+                try:
+                    number = float(value_b)
+                except ValueError:
+                    pass
+                else:
+                    _set_number(readings, fields, plan[4], number)
+                    continue
             if i == clock and line.startswith(_CLOCK) and line.endswith(b")"):
                 # The clock, new in every telegram: as `_parse` makes a time of it.
                 time = self.zone.parse_optional(line[_CLOCK_START:-1].decode("latin-1"))
