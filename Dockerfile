@@ -5,8 +5,12 @@
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE} AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY agent ./agent
+# A C compiler for the modules setup.py compiles (the final stage does not carry it); where no
+# Debian mirror is reachable the package installs as pure Python, which behaves the same.
+RUN (apt-get update -qq && apt-get install -y -qq --no-install-recommends gcc libc6-dev) \
+    || echo "no C compiler: p1-agent installs as pure Python"
 RUN python -m venv /opt/p1-agent \
     && /opt/p1-agent/bin/pip install --no-cache-dir --upgrade pip \
     && /opt/p1-agent/bin/pip install --no-cache-dir .

@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import compiled
 import pytest
 from p1_testkit import reseal, restore_capture_telegram, split_capture
 from servers import require_binary
@@ -40,6 +41,14 @@ def require_data() -> Path:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(MISSING, pytrace=False)
     pytest.skip(MISSING)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if changed := compiled.stale():
+        raise pytest.UsageError(
+            f"{', '.join(changed)} changed since it was compiled, and the compiled module would "
+            "be tested instead: ./dev test rebuilds it (or: pip install -e .)"
+        )
 
 
 @pytest.hookimpl(wrapper=True)

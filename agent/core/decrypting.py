@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.core.crc import CrcChecker
+from agent.core.crc import CrcChecker, CrcKind
 from agent.core.dlms import CipherFrame, DlmsFramer
 from agent.core.framing import DEFAULT_MAX_FRAME, Frame
 from agent.core.gcm import GcmKeys, GcmOpener, GcmRepair
@@ -58,9 +58,10 @@ class DecryptingPipeline(MeterPipeline):
         *,
         zone: MeterZone | None = None,
         max_frame: int = DEFAULT_MAX_FRAME,
-        **options: Any,
+        crc: CrcKind | None = None,
+        repair: bool = True,
     ) -> None:
-        super().__init__(zone=zone, max_frame=max_frame, **options)
+        super().__init__(zone=zone, max_frame=max_frame, crc=crc, repair=repair)
         self.frames = DlmsFramer(max_frame)
         self.opener = GcmOpener(keys)
         self._counters: dict[bytes, int] = {}  # system title → last accepted frame counter

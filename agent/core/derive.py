@@ -37,7 +37,7 @@ _PHASES = tuple(
 def _total(get: Callable[[str], FieldValue | None], tariffs: tuple[str, ...]) -> float | None:
     """A register without its total: the tariffs present, added in order."""
     found = False
-    summed: float = 0
+    summed = 0.0
     for tariff in tariffs:
         value = get(tariff)
         if isinstance(value, float):

@@ -9,6 +9,8 @@ from operator import ne
 from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from mypy_extensions import mypyc_attr
+
 from agent.core.fields import FieldValue, field_for, scaled, unit_field
 from agent.core.memo import remember
 from agent.core.obis import BILLING_PROFILE_CODES, MBUS_KINDS, Kind, lookup
@@ -240,6 +242,9 @@ def _set_number(
         fields[name] = number if factor == 1 else scaled(number, factor)
 
 
+# A regular class even when mypyc compiles this module (see setup.py): its methods stay
+# replaceable, as the tests replace them, for little of the speed.
+@mypyc_attr(native_class=False)
 class Decoder:
     """Decodes frame bodies into Telegrams. Keeps a bounded cache of decoded lines, since most
     lines repeat unchanged from one telegram to the next (identifiers, units, billing profile)."""
@@ -275,7 +280,7 @@ class Decoder:
         self._previous: _Previous | None = None
         # Since the last `_full`: the lines that changed, and those that had to be whole-line
         # groups of a shape. Telegrams decoded since the last shape was made.
-        self._volatile: set[int] = set()
+        self._changing: set[int] = set()
         self._loose: set[int] = set()
         self._since_shape = 0
 
@@ -387,7 +392,7 @@ class Decoder:
             else:
                 hits[i] = hit
         self._finish(telegram, others)
-        self._volatile = set()
+        self._changing = set()
         self._loose = set()
         unique = assigned == len(readings) and named == len(fields)
         if not unique:
@@ -476,9 +481,9 @@ class Decoder:
         # This telegram did not take the shape (if there was one), so its lines need not be
         # those the shape holds: only a shape made from them is kept.
         shape = None
-        self._volatile.update(changed)
-        if self._volatile and self._since_shape >= self.SHAPE_EVERY:
-            shape, loose = build(lines, previous.plans, self._volatile, self._loose)
+        self._changing.update(changed)
+        if self._changing and self._since_shape >= self.SHAPE_EVERY:
+            shape, loose = build(lines, previous.plans, self._changing, self._loose)
             self._loose.update(loose)
             self._since_shape = 0
         texts: tuple[bytes, ...] = ()
