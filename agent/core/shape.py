@@ -25,7 +25,7 @@ Pick = Callable[[Sequence[T]], tuple[T, ...]]
 # More digits than any register has: a float would round them, or become inf, which InfluxDB
 # refuses along with the whole point. The longest value the decoder takes as a number.
 MAX_DIGITS = 24
-_DECIMAL = b"0123456789."
+DECIMAL = b"0123456789."  # what a number's value is made of: digits and its point
 _WHOLE_LINE = rb"([^\r\n]*)"
 
 
@@ -50,7 +50,7 @@ def number_pattern(value: bytes) -> bytes | None:
     """A group for values written like `value`: as many decimals, any integer digits, within
     MAX_DIGITS. Whatever it matches, `_delta` would read as a number too (digits, one point at
     most, not the point alone); None when `value` is not such a number."""
-    if not value or len(value) > MAX_DIGITS or value.strip(_DECIMAL) or value.count(b".") > 1:
+    if not value or len(value) > MAX_DIGITS or value.strip(DECIMAL) or value.count(b".") > 1:
         return None
     whole, point, decimals = value.partition(b".")
     if not point:

@@ -14,7 +14,7 @@ from mypy_extensions import mypyc_attr
 from agent.core.fields import FieldValue, field_for, scaled, unit_field
 from agent.core.memo import remember
 from agent.core.obis import BILLING_PROFILE_CODES, MBUS_KINDS, Kind, lookup
-from agent.core.shape import MAX_DIGITS, Known, Plan, Shape, build, plan_value
+from agent.core.shape import DECIMAL, MAX_DIGITS, Known, Plan, Shape, build, plan_value
 
 Value = float | str | list["Reading"] | None
 # (OBIS reference, reading, p1 field name or None, its value, further fields of the line or None)
@@ -23,7 +23,6 @@ _Line = tuple[str, "Reading", str | None, FieldValue, tuple[tuple[str, FieldValu
 # (OBIS reference, unit, field name, factor).
 _Layout = tuple[bytes, int, Known]
 _new_reading = tuple.__new__  # Reading without its keyword defaults, on the hot path
-_DECIMAL = b"0123456789."
 _CLOCK_CODE = "0-0:1.0.0"
 _CLOCK = _CLOCK_CODE.encode() + b"("
 _CLOCK_START = len(_CLOCK)
@@ -525,7 +524,7 @@ class Decoder:
                 plan is not None
                 and (value_b := plan_value(plan, line)) is not None
                 and len(value_b) <= MAX_DIGITS
-                and not value_b.strip(_DECIMAL)
+                and not value_b.strip(DECIMAL)
             ):
                 try:
                     number = float(value_b)
