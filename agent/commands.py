@@ -37,6 +37,7 @@ def replay_command(args: argparse.Namespace) -> int:
     from agent.replay import (
         TimeOptions,
         capture_files,
+        collect_seldom,
         open_output,
         replay,
         replay_parallel,
@@ -65,6 +66,7 @@ def replay_command(args: argparse.Namespace) -> int:
         progress = bar.update
     _stdout_open(args.output)
     out = open_output(args.output)
+    collect_seldom()
     try:
         times = TimeOptions(args.start, args.interval)
         if args.jobs > 1 and len(args.paths) > 1:

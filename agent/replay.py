@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import csv
+import gc
 import gzip
 import io
 import os
@@ -41,6 +42,10 @@ if TYPE_CHECKING:
     from agent.formats.csv import CsvWriter
 
 CHUNK = 1 << 20
+# A replay makes some hundred short-lived containers per telegram, nearly all freed at once by
+# their reference counts: the cycle collector, run every 700 allocations by default, found
+# nothing and took 4 % of the work. A batch job lets it run 70 times less often.
+COLLECT_EVERY = 50_000
 FORMATS = ("csv", "jsonl", "line-protocol")
 # The seed's scripts reported the highest phase voltage and current with their times.
 PEAK_FIELDS = tuple(
@@ -383,9 +388,15 @@ def replay(
 _progress_queue: Any = None
 
 
+def collect_seldom() -> None:
+    """The cycle collector's first threshold for a batch job (`COLLECT_EVERY`)."""
+    gc.set_threshold(COLLECT_EVERY)
+
+
 def _worker_start(queue: Any) -> None:
     global _progress_queue
     _progress_queue = queue
+    collect_seldom()  # inherited when forked, not when spawned
 
 
 def _worker_progress(done: int) -> None:

@@ -70,3 +70,15 @@ def test_pure_python_writes_what_the_compiled_modules_write(tmp_path: Path) -> N
         assert files[module_name(source)] == str(pure / source.relative_to(REPO)), source
     # The compiled modules reproduce these same digests in test_replay_digests.py.
     assert result["digests"] == json.loads(DIGESTS.read_text())
+
+
+def test_slices_that_end_before_they_start_are_empty() -> None:
+    # Compiled by mypyc 2.4, such a bytes slice raised SystemError instead: a DSMR 2.2 gas line
+    # of one `(`, and a decrypted frame whose last line is empty.
+    from agent.core.decrypting import _line_of
+    from agent.core.telegram import Decoder
+
+    body = b"/ISk5MT382-1000\r\n\r\n0-1:24.3.0(090101000000)(00)(60)(1)(0-1:24.2.1)(m3)\r\n(\r\n!"
+    gas = Decoder().decode(body).readings["0-1:24.3.0"]
+    assert gas.value is None and gas.raw == ""
+    assert _line_of(b"1-0:1.8.0(1)\r\n", 20) == "header"

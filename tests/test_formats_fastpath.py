@@ -33,6 +33,29 @@ def test_float_texts_are_repr(numbers: list[float]) -> None:
         assert (floats.TEXTS.get(number) or floats.float_text(number)) == repr(number)
 
 
+# Registers, the fast path's case: thousandths up to 10¹⁵ (15 digits), their neighbours, and
+# tenths and hundredths, in any sign.
+thousandths = st.integers(-(10**15), 10**15).flatmap(
+    lambda n: st.sampled_from(
+        [n / 1000, n / 100, n / 10, math.nextafter(n / 1000, math.inf), -(n / 1000)]
+    )
+)
+
+
+@given(st.one_of(thousandths, st.floats()))
+def test_floats_made_from_integers_are_repr(number: float) -> None:
+    text = floats._thousandths(number)
+    assert text is None or text == repr(number)
+
+
+def test_registers_take_the_fast_path() -> None:
+    # That the test above is not passed by a fast path that never answers.
+    for number in (8234.528, 230.6, 0.864, 90.0, -1.5, 999_999_999_999.999):
+        assert floats._thousandths(number) == repr(number)
+    for number in (0.0, -0.0, 1e-4, 1 / 3, 1e12 + 0.5, math.inf, math.nan):
+        assert floats._thousandths(number) is None
+
+
 # Each example is a whole sequence of points: slow to generate on a loaded machine.
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(

@@ -197,7 +197,8 @@ def _text_like(plain: bytes) -> bool:
 def _line_of(plain: bytes, offset: int) -> str:
     """The OBIS reference of the telegram line holding `offset` (`header`, `checksum`)."""
     start = plain.rfind(b"\n", 0, offset) + 1
-    if start == 0:
+    # An empty last line too: compiled (mypyc 2.4), a slice that ends before it starts fails.
+    if start == 0 or start == len(plain):
         return "header"
     line = plain[start : plain.find(b"\r", start)]
     if line.startswith(b"!"):

@@ -15,20 +15,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
 from agent.core.fields import FieldValue
 from agent.core.rounding import round_to
 
 # Field names, spelled out once rather than per telegram: per register its key, its total's
 # field, its tariffs' fields and its average's field.
-_AVERAGES = tuple(
+_AVERAGES: Final = tuple(
     (name, f"{name}_kwh", tuple(f"{name}_t{t}_kwh" for t in range(1, 5)), average)
     for name, average in (
         ("energy_import", "power_import_avg_kw"),
         ("energy_export", "power_export_avg_kw"),
     )
 )
-_PHASES = tuple(
+_PHASES: Final = tuple(
     (f"voltage_{p}_v", f"power_import_{p}_kw", f"power_export_{p}_kw", f"current_estimated_{p}_a")
     for p in ("l1", "l2", "l3")
 )
@@ -46,8 +47,8 @@ def _total(get: Callable[[str], FieldValue | None], tariffs: tuple[str, ...]) ->
     return summed if found else None
 
 
-STEPS = 10
-MAX_WINDOW = 300.0
+STEPS: Final = 10
+MAX_WINDOW: Final = 300.0
 
 
 @dataclass(slots=True)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from mypy_extensions import mypyc_attr
+
 DEFAULT_MAX_FRAME = 16 * 1024
 
 # A telegram ends with `!`, 0–4 hex digits of checksum (3 on some meters, none on DSMR 2.2/3) and a
@@ -55,6 +57,8 @@ class Frame(NamedTuple):
 _new_frame = tuple.__new__  # a Frame from all its fields, without the keyword defaults
 
 
+# Compiled (setup.py), yet open to subclasses in Python, as the tests make one.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Framer:
     """Incremental telegram framer. `feed()` bytes, get frames; `close()` at end of stream."""
 
@@ -79,7 +83,7 @@ class Framer:
         self.frames_truncated = 0
         self.frames_headless = 0
 
-    def feed(self, data: bytes) -> list[Frame]:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
         if type(data) is not bytes:
             data = bytes(data)  # framed in place: a mutable chunk is copied, a view made bytes
         frames: list[Frame] = []

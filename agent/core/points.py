@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
 from agent.core.fields import FieldValue, scaled, unit_field
 from agent.core.obis import BILLING_PROFILE_CODES, billing_name
-from agent.core.telegram import CLOCK_SET_AFTER, Reading, Telegram
+from agent.core.telegram import Reading, Telegram, clock_set
 
 
 @dataclass(slots=True)
@@ -43,7 +44,7 @@ def mbus_points(telegram: Telegram, meter: str, time: datetime | None = None) ->
             "device": device.equipment_id or f"channel-{device.channel}",
         }
         stamp = reading.time
-        if stamp is None or stamp < CLOCK_SET_AFTER:
+        if stamp is None or not clock_set(stamp):
             stamp = time
         points.append(Point("p1_mbus", tags, {name: scaled(reading.value, factor)}, stamp))
     return points
@@ -71,8 +72,8 @@ def billing_points(telegram: Telegram, meter: str) -> list[Point]:
 # The profile changes once a month and its line is decoded once while it repeats (the
 # decoder's line cache hands out the same Reading): its fields are made once per Reading,
 # which the entry holds, so that its id cannot be reused.
-_BILLING: dict[int, tuple[Reading, dict[str, FieldValue]]] = {}
-_BILLING_LIMIT = 256
+_BILLING: Final[dict[int, tuple[Reading, dict[str, FieldValue]]]] = {}
+_BILLING_LIMIT: Final = 256
 
 
 def _entry_fields(profile: Reading) -> dict[str, FieldValue]:

@@ -8,12 +8,14 @@ float arithmetic alone. Near a half, or for huge values, `round` itself decides.
 
 from __future__ import annotations
 
-_SCALES = tuple(10.0**n for n in range(16))
+from typing import Final
+
+_SCALES: Final = tuple(10.0**n for n in range(16))
 # |x·10ⁿ| below this is within 2⁻¹⁵ of the float product: 0.4999 keeps clear of every half.
-_LARGEST = 1e11
-_CLEAR = 0.4999
+_LARGEST: Final = 1e11
+_CLEAR: Final = 0.4999
 # Added and taken away again, it rounds a float below 2⁵¹ to a whole number (half to even).
-_WHOLE = 6755399441055744.0  # 2⁵² + 2⁵¹
+_WHOLE: Final = 6755399441055744.0  # 2⁵² + 2⁵¹
 
 
 def round_to(x: float, n: int) -> float:

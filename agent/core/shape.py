@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection, Sequence
+from itertools import groupby
 from operator import itemgetter
-from typing import NamedTuple, TypeVar
+from typing import Final, NamedTuple, TypeVar
 
 T = TypeVar("T")
 
@@ -24,9 +25,14 @@ Pick = Callable[[Sequence[T]], tuple[T, ...]]
 
 # More digits than any register has: a float would round them, or become inf, which InfluxDB
 # refuses along with the whole point. The longest value the decoder takes as a number.
-MAX_DIGITS = 24
-DECIMAL = b"0123456789."  # what a number's value is made of: digits and its point
-_WHOLE_LINE = rb"([^\r\n]*)"
+MAX_DIGITS: Final = 24
+DECIMAL: Final = b"0123456789."  # what a number's value is made of: digits and its point
+_WHOLE_LINE: Final = rb"([^\r\n]*)"
+# Unchanging text this long or longer is matched as that many bytes of anything, in one step,
+# and compared whole after the match (`match`): the engine compares literal text a byte at a
+# time, which on the Hungarian meter's kilobyte of 0xFF cost more than all its numbers.
+LONG_RUN: Final = 64
+_RUN: Final = rb"((?s:.{%d}))"
 
 
 def _picker(positions: Sequence[int]) -> Pick[T]:
@@ -64,13 +70,25 @@ def number_pattern(value: bytes) -> bytes | None:
 class Shape(NamedTuple):
     """A telegram layout: `pattern` fullmatches a body whose unchanging lines are the ones it
     was made from. Its groups are, in line order, the values of number lines (read as their plan
-    says) and whole lines (redone as `_delta` redoes a changed line)."""
+    says), whole lines (redone as `_delta` redoes a changed line) and long stretches of
+    unchanging text (which `match` compares)."""
 
     pattern: re.Pattern[bytes]
     values: Pick[bytes]  # the number groups, of `groups()`
     numbers: tuple[Known, ...]  # and per number group, what its plan knows of the line
     texts: Pick[bytes]  # the whole-line groups, of `groups()`
     lines: tuple[int, ...]  # and their line indices
+    runs: Pick[bytes]  # the groups of long unchanging text, of `groups()`
+    run_texts: tuple[bytes, ...]  # and that text
+
+
+def match(shape: Shape, body: bytes) -> tuple[bytes, ...] | None:
+    """The groups of `body` when it takes `shape`, None when it does not."""
+    found = shape.pattern.fullmatch(body)
+    if found is None:
+        return None
+    groups: tuple[bytes, ...] = found.groups()
+    return groups if shape.runs(groups) == shape.run_texts else None
 
 
 def build(
@@ -83,31 +101,53 @@ def build(
     lines are whole-line groups: the `loose` ones (whole-line groups of an earlier shape: a value
     that did not fit a number group once may not again), and those without a plan or whose
     value is not a number in their plan's layout."""
-    parts: list[bytes] = []
-    values: list[int] = []
+    # The pattern in pieces: (unchanging text, None) or (a group's pattern, its kind).
+    pieces: list[tuple[bytes, str | None]] = []
     numbers: list[Known] = []
-    texts: list[int] = []
     whole: list[int] = []
     for i, line in enumerate(lines):
+        if i:
+            pieces.append((b"\r\n", None))
         if i not in volatile:
-            parts.append(re.escape(line))
+            pieces.append((line, None))
             continue
         plan = plans[i]
         value = None if plan is None or i in loose else plan_value(plan, line)
         group = None if value is None else number_pattern(value)
         if plan is None or group is None:
-            texts.append(len(values) + len(texts))
             whole.append(i)
-            parts.append(_WHOLE_LINE)
+            pieces.append((_WHOLE_LINE, "line"))
             continue
-        values.append(len(values) + len(texts))
         numbers.append(plan[4])
-        parts.append(re.escape(plan[0]) + group + re.escape(plan[2]))
+        pieces += [(plan[0], None), (group, "number"), (plan[2], None)]
+    # Adjacent unchanging text joined: a literal, or a run group when long.
+    parts: list[bytes] = []
+    kinds: list[str] = []  # per group, in order
+    runs: list[bytes] = []
+    for literal, stretch in groupby(pieces, key=lambda piece: piece[1] is None):
+        if not literal:
+            for pattern, kind in stretch:
+                parts.append(pattern)
+                kinds.append(str(kind))
+            continue
+        text = b"".join(piece for piece, _ in stretch)
+        if len(text) < LONG_RUN:
+            parts.append(re.escape(text))
+        else:
+            parts.append(_RUN % len(text))
+            kinds.append("run")
+            runs.append(text)
     shape = Shape(
-        re.compile(b"\r\n".join(parts)),
-        _picker(values),
+        re.compile(b"".join(parts)),
+        _picker(_positions(kinds, "number")),
         tuple(numbers),
-        _picker(texts),
+        _picker(_positions(kinds, "line")),
         tuple(whole),
+        _picker(_positions(kinds, "run")),
+        tuple(runs),
     )
     return shape, whole
+
+
+def _positions(order: list[str], kind: str) -> list[int]:
+    return [n for n, each in enumerate(order) if each == kind]

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from itertools import compress
 from operator import ne
-from typing import NamedTuple
+from typing import Final, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mypy_extensions import mypyc_attr
@@ -14,7 +14,7 @@ from mypy_extensions import mypyc_attr
 from agent.core.fields import FieldValue, field_for, scaled, unit_field
 from agent.core.memo import remember
 from agent.core.obis import BILLING_PROFILE_CODES, MBUS_KINDS, Kind, lookup
-from agent.core.shape import DECIMAL, MAX_DIGITS, Known, Plan, Shape, build, plan_value
+from agent.core.shape import DECIMAL, MAX_DIGITS, Known, Plan, Shape, build, match, plan_value
 
 Value = float | str | list["Reading"] | None
 # (OBIS reference, reading, p1 field name or None, its value, further fields of the line or None)
@@ -22,10 +22,10 @@ _Line = tuple[str, "Reading", str | None, FieldValue, tuple[tuple[str, FieldValu
 # A number line's layout: its end after the value, that end's negative length, and its
 # (OBIS reference, unit, field name, factor).
 _Layout = tuple[bytes, int, Known]
-_new_reading = tuple.__new__  # Reading without its keyword defaults, on the hot path
-_CLOCK_CODE = "0-0:1.0.0"
-_CLOCK = _CLOCK_CODE.encode() + b"("
-_CLOCK_START = len(_CLOCK)
+_new_reading: Final = tuple.__new__  # Reading without its keyword defaults, on the hot path
+_CLOCK_CODE: Final = "0-0:1.0.0"
+_CLOCK: Final = _CLOCK_CODE.encode() + b"("
+_CLOCK_START: Final = len(_CLOCK)
 
 
 class Reading(NamedTuple):
@@ -77,7 +77,13 @@ DEFAULT_ZONE = "Europe/Amsterdam"
 # Iskra (`/ISk5\2MIE5T-200`) keeps Irish time whatever its S/W flag says.
 HEADER_ZONES: tuple[tuple[str, str, str], ...] = (("ISK", "MIE", "Europe/Dublin"),)
 # A meter clock before this is a clock never set (`000101010000W`, 2000-01-01), not a time.
-CLOCK_SET_AFTER = datetime(2005, 1, 1, tzinfo=UTC)
+CLOCK_SET_AFTER: Final = datetime(2005, 1, 1, tzinfo=UTC)
+
+
+def clock_set(time: datetime) -> bool:
+    """`time` is not before CLOCK_SET_AFTER. A later local year decides it alone (no offset
+    reaches a day), far cheaper than comparing times in different zones, once per telegram."""
+    return time.year > CLOCK_SET_AFTER.year or time >= CLOCK_SET_AFTER
 
 
 def header_zone(header: str) -> str | None:
@@ -164,7 +170,7 @@ class MeterZone:
         return minute + _SECONDS[second]
 
 
-_SECONDS = tuple(timedelta(seconds=s) for s in range(60))
+_SECONDS: Final = tuple(timedelta(seconds=s) for s in range(60))
 
 
 def _decimal(text: bytes) -> bool:
@@ -193,7 +199,7 @@ def _hex_text(text: str) -> str:
     return text
 
 
-_IDENTIFIERS = tuple(
+_IDENTIFIERS: Final = tuple(
     code + suffix
     for code in (
         "0-0:96.1.1",
@@ -207,7 +213,7 @@ _IDENTIFIERS = tuple(
     for suffix in ("", "*255")
 )
 # Anonymised or unset identifiers: `0000…`, or hex that decodes to spaces.
-_BLANK = " 0\x00"
+_BLANK: Final = " 0\x00"
 
 
 class _Previous(NamedTuple):
@@ -366,7 +372,8 @@ class Decoder:
             if pending_gas is not None and line[:1] == b"(":
                 # DSMR 2.2/3: the gas value sits on the line after 0-n:24.3.0.
                 obis, head = pending_gas[0], pending_gas[1]
-                reading = _number(line[1:-1].decode("latin-1"))
+                # Two slices: compiled (mypyc 2.4), `line[1:-1]` of a line of one byte fails.
+                reading = _number(line[1:][:-1].decode("latin-1"))
                 readings[obis] = Reading(reading.value, head.unit, head.time, raw=reading.raw)
                 pending_gas = None
                 continue
@@ -414,10 +421,9 @@ class Decoder:
         it does not take the shape."""
         shape = previous.shape
         assert shape is not None
-        match = shape.pattern.fullmatch(body)
-        if match is None:
+        groups = match(shape, body)
+        if groups is None:
             return None
-        groups = match.groups()
         before = previous.telegram
         readings = before.readings.copy()
         fields = before.fields.copy()
@@ -488,11 +494,10 @@ class Decoder:
         texts: tuple[bytes, ...] = ()
         values: tuple[bytes, ...] = ()
         if shape is not None:
-            made = shape.pattern.fullmatch(body)
-            if made is None:  # a line the shape cannot hold (a CR or LF inside a line)
+            groups = match(shape, body)
+            if groups is None:  # a line the shape cannot hold (a CR or LF inside a line)
                 shape = None
             else:
-                groups = made.groups()
                 texts, values = shape.texts(groups), shape.values(groups)
         return self._next(
             previous, header, readings, fields, *redone, lines, body, shape, texts, values
@@ -782,7 +787,7 @@ class Decoder:
     @staticmethod
     def _clock(telegram: Telegram) -> None:
         stamp = telegram.readings.get(_CLOCK_CODE)
-        if stamp is not None and stamp.time is not None and stamp.time >= CLOCK_SET_AFTER:
+        if stamp is not None and stamp.time is not None and clock_set(stamp.time):
             telegram.meter_time = stamp.time
 
     def _finish(self, telegram: Telegram, others: list[str]) -> None:

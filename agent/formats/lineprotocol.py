@@ -6,18 +6,19 @@ import functools
 import math
 import re
 from collections.abc import Iterable
+from typing import Final
 
 from agent.core.fields import FieldValue
 from agent.core.memo import remember
 from agent.core.points import Point
 from agent.formats.floats import TEXTS, float_text
 
-_KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n"})
-_MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n"})
+_KEY_ESCAPES: Final = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n"})
+_MEASUREMENT_ESCAPES: Final = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n"})
 # A backslash at the end of a name or before a character that needs escaping would escape the
 # delimiter after it, and InfluxDB 1.x refuses `\\` there too: it is written as `/` instead
 # (a meter named `north\` is stored as `north/`; every other backslash stays as it is).
-_DANGLING_BACKSLASH = re.compile(r"\\(?=[ ,=\n]|$)")
+_DANGLING_BACKSLASH: Final = re.compile(r"\\(?=[ ,=\n]|$)")
 
 
 @functools.lru_cache(maxsize=4096)  # field names and meters repeat in every point
@@ -36,8 +37,8 @@ def _head(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
 
 
 # Field name → its escaped form and `=`: a dict lookup per field instead of a cache call.
-_PREFIXES: dict[str, str] = {}
-_PREFIX_LIMIT = 4096
+_PREFIXES: Final[dict[str, str]] = {}
+_PREFIX_LIMIT: Final = 4096
 
 
 def _prefix(key: str) -> str:
@@ -73,8 +74,8 @@ def _field(prefix: str, value: FieldValue) -> str:
 # telegram). Entries are tuples replaced whole: reader threads sharing the table never pair a
 # value with another's piece.
 _Layout = tuple[str, tuple[str, ...]]
-_LAST: dict[_Layout, tuple[list[str], list[FieldValue], list[str], bool]] = {}
-_LAST_LIMIT = 1024
+_LAST: Final[dict[_Layout, tuple[list[str], list[FieldValue], list[str], bool]]] = {}
+_LAST_LIMIT: Final = 1024
 
 
 def _fields(head: str, fields: dict[str, FieldValue]) -> str:
