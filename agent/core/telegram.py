@@ -216,7 +216,9 @@ _IDENTIFIERS: Final = tuple(
 _BLANK: Final = " 0\x00"
 
 
-class _Previous(NamedTuple):
+# A dataclass, not a named tuple: compiled (setup.py), it is made by a C call, once per telegram.
+@dataclass(slots=True)
+class _Previous:
     """The last telegram `Decoder` decoded, for `_delta` to start from: its lines (None when
     its shape matched: split from its body when needed); per line the decoded line `_delta` may
     replace (None where it may not: empty, unknown, DSMR 2.2 gas), of which `_delta` compares

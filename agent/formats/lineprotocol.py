@@ -66,44 +66,53 @@ def _field(prefix: str, value: FieldValue) -> str:
     return prefix + _field_value(value)
 
 
-# Per line head (a meter's point, a device's) and field names: the `key=` prefixes, the values
-# of the last such point (the objects themselves) with their `key=value` pieces, and whether a
-# piece is empty (a value left out). Most values are the very objects of the point before (the
-# decoder hands out again what did not change), so only the other values are formatted, found
-# by identity. Keyed by the names too, as fields come and go (the average power, every other
-# telegram). Entries are tuples replaced whole: reader threads sharing the table never pair a
-# value with another's piece.
-_Layout = tuple[str, tuple[str, ...]]
-_LAST: Final[dict[_Layout, tuple[list[str], list[FieldValue], list[str], bool]]] = {}
+# Per line head (a meter's point, a device's) and number of fields: the field names, their
+# `key=` prefixes, the values of the last such point (the objects themselves) with their
+# `key=value` pieces, whether a piece is empty (a value left out), and the text they made. Most
+# values are the very objects of the point before (the decoder hands out again what did not
+# change), so only the other values are formatted, found by identity. Keyed by the count of
+# fields and checked by their names, as fields come and go (the average power, every other
+# telegram): a tuple of all names hashed as a key cost more than formatting. Entries are
+# tuples replaced whole: reader threads sharing the table never pair a value with another's
+# piece.
+_Layout = tuple[str, int]
+_Last = tuple[list[str], list[str], list[FieldValue], list[str], bool, str]
+_LAST: Final[dict[_Layout, _Last]] = {}
 _LAST_LIMIT: Final = 1024
 
 
 def _fields(head: str, fields: dict[str, FieldValue]) -> str:
-    keys = tuple(fields)
+    keys = list(fields)
     values = list(fields.values())
-    layout = (head, keys)
+    layout = (head, len(keys))
     last = _LAST.get(layout)
-    if last is not None:
-        prefixes, old, pieces, holes = last[0], last[1], last[2].copy(), last[3]
+    if last is not None and last[0] == keys:
+        prefixes, old, pieces, holes = last[1], last[2], last[3].copy(), last[4]
     else:
         prefixes, old, pieces, holes = [_prefix(key) for key in keys], [], [""] * len(keys), False
+        last = None
         if len(_LAST) >= _LAST_LIMIT:
             _LAST.clear()
     texts = TEXTS
+    changed = last is None
     # An index loop: compiled (setup.py), it costs less than the iterators that find the changed
     # values in C for the interpreter.
     for i in range(len(values)):
         value = values[i]
         if old and value is old[i]:
             continue
+        changed = True
         # A finite float, inline: this runs for most values.
         if type(value) is float and value - value == 0.0:  # inf - inf is nan
             pieces[i] = prefixes[i] + (texts.get(value) or float_text(value))
         else:
             pieces[i] = piece = _field(prefixes[i], value)
             holes = holes or not piece
-    _LAST[layout] = (prefixes, values, pieces, holes)
-    return ",".join(filter(None, pieces) if holes else pieces)
+    if last is not None and not changed:
+        return last[5]  # the same values: the same text (a billing profile, most of a month)
+    text = ",".join(filter(None, pieces) if holes else pieces)
+    _LAST[layout] = (keys, prefixes, values, pieces, holes, text)
+    return text
 
 
 def encode(point: Point) -> str | None:
