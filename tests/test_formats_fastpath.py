@@ -8,6 +8,8 @@ import csv
 import io
 import json
 import math
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -81,6 +83,38 @@ def test_line_protocol_reuse_is_fresh_formatting(
         lineprotocol._LAST.clear()
         floats.TEXTS.clear()
         assert reused == lineprotocol.encode(point)
+
+
+# Offsets as the decoder's zones hand them out (one object per offset), an equal one made
+# apart, and a zone whose offset changes.
+ZONES = [timezone(timedelta(hours=1)), timezone(timedelta(hours=2)), timezone(timedelta(hours=1))]
+ZONES += [UTC, ZoneInfo("Europe/Amsterdam")]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 4_000_000_000),
+            st.sampled_from(ZONES),
+            st.sampled_from([0, 0, 0, 1, 999_999]),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_line_protocol_times_are_their_timestamps(
+    times: list[tuple[int, tzinfo, int, bool]],
+) -> None:
+    """Unix times taken from the time before at the same offset are the times' own."""
+    lineprotocol._STAMPS.clear()
+    last = None
+    for seconds, zone, micro, again in times:
+        when = datetime.fromtimestamp(seconds, zone).replace(microsecond=micro)
+        if again and last is not None:
+            when = last  # the very object, as a billing profile's time comes back
+        assert lineprotocol._seconds("p1,meter=m", when) == int(when.timestamp())
+        last = when
 
 
 @given(st.one_of(st.none(), values))
