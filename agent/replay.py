@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, TextIO
 
 from agent.core.diagnose import OK, LinkDiagnosis
 from agent.core.pipeline import MeterPipeline, Result
@@ -41,14 +41,14 @@ if TYPE_CHECKING:
 
     from agent.formats.csv import CsvWriter
 
-CHUNK = 1 << 20
+CHUNK: Final = 1 << 20
 # A replay makes some hundred short-lived containers per telegram, nearly all freed at once by
 # their reference counts: the cycle collector, run every 700 allocations by default, found
 # nothing and took 4 % of the work. A batch job lets it run 70 times less often.
 COLLECT_EVERY = 50_000
 FORMATS = ("csv", "jsonl", "line-protocol")
 # The seed's scripts reported the highest phase voltage and current with their times.
-PEAK_FIELDS = tuple(
+PEAK_FIELDS: Final = tuple(
     f"{q}_{p}_{u}" for q, u in (("voltage", "v"), ("current", "a")) for p in ("l1", "l2", "l3")
 )
 

@@ -215,7 +215,7 @@ class LinkDiagnosis:
             end = frame.body.find(b"\r\n")
             self._header = frame.body[:end] if end > 0 else b""
             self._reference = frame.body
-            self._accepted_end = frame.offset + len(frame.text)
+            self._accepted_end = frame.offset + len(frame.body) + len(frame.checksum or b"")
             self._complete = 0
             self._profile = [0, 0, 0]
         else:

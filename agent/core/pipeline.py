@@ -11,7 +11,7 @@ import traceback
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from agent.core.crc import CrcChecker, CrcKind
 from agent.core.derive import Deriver
@@ -37,15 +37,17 @@ class Status(enum.StrEnum):
     REJECTED = "rejected"
 
 
-VALID, REPAIRED, REJECTED = Status.VALID, Status.REPAIRED, Status.REJECTED
-FRAGMENT = "fragment"  # a piece of a telegram cut short by a noise-made `!`
+VALID: Final = Status.VALID
+REPAIRED: Final = Status.REPAIRED
+REJECTED: Final = Status.REJECTED
+FRAGMENT: Final = "fragment"  # a piece of a telegram cut short by a noise-made `!`
 # A bug in the core, not noise on the line: counted apart, with its traceback in the result.
-INTERNAL_ERROR = "internal_error"
+INTERNAL_ERROR: Final = "internal_error"
 
 # What a printable-only terminal log (PuTTY) makes of the Hungarian meter's text message: the
 # 1024 bytes of 0xFF padding (the longest DSMR text message) are not printable and vanish.
-_EMPTY_MESSAGE = b"\r\n0-0:96.13.0()\r\n"
-_FF_MESSAGE = b"\r\n0-0:96.13.0(" + b"\xff" * 1024 + b")\r\n"
+_EMPTY_MESSAGE: Final = b"\r\n0-0:96.13.0()\r\n"
+_FF_MESSAGE: Final = b"\r\n0-0:96.13.0(" + b"\xff" * 1024 + b")\r\n"
 
 
 @dataclass(slots=True)
